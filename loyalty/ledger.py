@@ -1,0 +1,952 @@
+"""The points ledger: the only code that writes points.
+
+Every posting runs in one transaction that first locks the member's account row
+(`SELECT ... FOR NO KEY UPDATE` on PostgreSQL). Lots and allocations of an
+account change only under that lock, so a debit can never spend points another
+debit is spending. Operations that touch several accounts lock them in id order
+(`lock_accounts`), so two of them can never deadlock.
+
+Every write carries an idempotency key, unique per program. Posting the same key
+again returns the original entry; the same key with a different request raises
+`IdempotencyConflict`. Entries and allocations are insert-only (the model refuses
+updates, and on PostgreSQL a trigger does too); mistakes are corrected by new
+entries.
+
+Spendable balance and lots: `balance == sum(entry.points)` and
+`pending == sum(entry.pending_points)`. When the balance is not negative it
+equals the remaining points of the account's live (non-pending) lots; a negative
+balance (a recorded debt, only where the program allows it) has no live lots,
+and the next points credited settle it first.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Case, F, Q, Sum, Value, When, Window
+from django.utils import timezone
+
+from loyalty.errors import ApplicationError
+from loyalty.models import LedgerEntry, PointAllocation, PointLot, PointsAccount, Program
+
+Kind = LedgerEntry.Kind
+Source = LedgerEntry.Source
+
+CREDIT_KINDS = frozenset({Kind.EARN, Kind.BONUS, Kind.ADJUST})
+DEBIT_KINDS = frozenset({Kind.REDEEM, Kind.ADJUST})
+# Which entries can be reversed, and the kind of entry that reverses them.
+REVERSIBLE_KINDS = frozenset({Kind.EARN, Kind.BONUS, Kind.ADJUST, Kind.REDEEM})
+
+
+# --- Errors ----------------------------------------------------------------
+
+
+class LedgerError(ApplicationError):
+    code = "ledger_error"
+
+
+class InsufficientPoints(LedgerError):
+    code = "insufficient_points"
+    status = 409
+
+
+class IdempotencyConflict(LedgerError):
+    code = "idempotency_conflict"
+    status = 409
+
+
+class NothingToReverse(LedgerError):
+    code = "already_reversed"
+    status = 409
+
+
+# --- Values ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who or what caused an entry: a user, or a labelled job, import or API key."""
+
+    label: str
+    user: Any = None
+
+    @classmethod
+    def of_user(cls, user) -> Actor:
+        return cls(label=f"user:{user.get_username()}", user=user)
+
+    @classmethod
+    def job(cls, name: str) -> Actor:
+        return cls(label=f"job:{name}")
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The result of one write. `replayed` is True when the key had been posted before."""
+
+    entry: LedgerEntry
+    replayed: bool = False
+
+    @property
+    def balance(self) -> int:
+        return self.entry.balance_after
+
+    @property
+    def pending(self) -> int:
+        return self.entry.pending_after
+
+
+@dataclass
+class JobReport:
+    accounts: int = 0
+    lots: int = 0
+    points: int = 0
+    entries: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BalanceSnapshot:
+    balance: int
+    pending: int
+    last_entry_id: int | None
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    account_id: int
+    check: str
+    expected: int
+    actual: int
+
+
+# --- Helpers ---------------------------------------------------------------
+
+
+def _fingerprint(**request: Any) -> str:
+    """A stable hash of what the caller asked for, to tell a replay from a conflict."""
+    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _subject_fields(subject: models.Model | None) -> dict:
+    if subject is None:
+        return {"subject_type": None, "subject_id": None}
+    return {"subject_type": ContentType.objects.get_for_model(subject), "subject_id": subject.pk}
+
+
+def _subject_ref(subject: models.Model | None) -> str | None:
+    return None if subject is None else f"{subject._meta.label_lower}:{subject.pk}"
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def expiry_for(program: Program, earned_at: datetime) -> datetime | None:
+    """When points earned at `earned_at` expire under the program's policy (its time zone)."""
+    policy = program.expiry_policy
+    if policy == Program.ExpiryPolicy.NEVER:
+        return None
+    local = timezone.localtime(earned_at, program.tz)
+    if policy == Program.ExpiryPolicy.MONTHS_AFTER_EARN:
+        return add_months(local, program.expiry_months)
+    # End of the Nth calendar year after the year of earning, at local midnight.
+    return local.replace(
+        year=local.year + program.expiry_years + 1,
+        month=1,
+        day=1,
+        hour=0,
+        minute=0,
+        second=0,
+        microsecond=0,
+    )
+
+
+def lock_accounts(account_ids) -> dict[int, PointsAccount]:
+    """Lock several accounts in id order (no deadlocks) inside the caller's transaction."""
+    accounts = (
+        PointsAccount.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("program")
+        .filter(pk__in=set(account_ids))
+        .order_by("pk")
+    )
+    return {account.pk: account for account in accounts}
+
+
+def _lock(account_id: int) -> PointsAccount:
+    return (
+        PointsAccount.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("program")
+        .get(pk=account_id)
+    )
+
+
+def _post_once(*, program_id: int, key: str, fingerprint: str, post) -> Posting:
+    """Run `post` in a transaction; a duplicate key turns into a replay or a conflict."""
+    if not key:
+        raise LedgerError("Every ledger write needs an idempotency key.", field="idempotency_key")
+    try:
+        with transaction.atomic():
+            return post()
+    except IntegrityError:
+        existing = LedgerEntry.objects.filter(program_id=program_id, idempotency_key=key).first()
+        if existing is None:
+            raise
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            f"Idempotency key {key!r} was already used for a different request.",
+            field="idempotency_key",
+        )
+    return Posting(entry=existing, replayed=True)
+
+
+def _save_account(account: PointsAccount, now: datetime) -> None:
+    account.updated_at = now
+    PointsAccount.objects.filter(pk=account.pk).update(
+        balance=account.balance,
+        pending=account.pending,
+        lifetime_earned=account.lifetime_earned,
+        lifetime_redeemed=account.lifetime_redeemed,
+        lifetime_expired=account.lifetime_expired,
+        updated_at=now,
+    )
+
+
+def _new_entry(*, account: PointsAccount, kind: str, points: int, pending_points: int = 0, now, **fields):
+    account.balance += points
+    account.pending += pending_points
+    return LedgerEntry.objects.create(
+        program_id=account.program_id,
+        account=account,
+        kind=kind,
+        points=points,
+        pending_points=pending_points,
+        balance_after=account.balance,
+        pending_after=account.pending,
+        posted_at=now,
+        **fields,
+    )
+
+
+def _entry_fields(
+    *,
+    actor: Actor,
+    reason: str,
+    key: str,
+    fingerprint: str,
+    source: str,
+    occurred_at,
+    reference: str,
+    breakdown,
+    subject,
+    now,
+) -> dict:
+    if not reason or not reason.strip():
+        raise LedgerError("A reason is required.", field="reason")
+    return {
+        "occurred_at": occurred_at or now,
+        "source": source,
+        "reference": reference,
+        "idempotency_key": key,
+        "fingerprint": fingerprint,
+        "reason": reason.strip(),
+        "actor": actor.user,
+        "actor_label": actor.label,
+        "breakdown": breakdown or {},
+        **_subject_fields(subject),
+    }
+
+
+def _live_lots_needed(account_id: int, points: int) -> list[tuple[int, int]]:
+    """The (lot id, remaining) pairs a debit of `points` consumes, soonest-expiring first.
+
+    A running sum in the database returns just the lots needed, however many
+    the account holds.
+    """
+    order = [F("expires_at").asc(nulls_last=True), F("id").asc()]
+    return list(
+        PointLot.objects.filter(account_id=account_id, pending=False, remaining__gt=0)
+        .annotate(before=Window(Sum("remaining"), order_by=order) - F("remaining"))
+        .filter(before__lt=points)
+        .order_by(*order)
+        .values_list("id", "remaining")
+    )
+
+
+def _consume(account: PointsAccount, entry: LedgerEntry, points: int, now) -> int:
+    """Take up to `points` from live lots for `entry`; returns how many were found."""
+    lots = _live_lots_needed(account.pk, points)
+    if not lots:
+        return 0
+    allocations, left = [], points
+    for lot_id, remaining in lots:
+        take = min(left, remaining)
+        allocations.append(PointAllocation(entry=entry, lot_id=lot_id, points=take, created_at=now))
+        left -= take
+    last = allocations[-1]
+    PointLot.objects.filter(pk__in=[lot_id for lot_id, _ in lots]).update(
+        remaining=Case(When(pk=last.lot_id, then=F("remaining") - last.points), default=Value(0))
+    )
+    PointAllocation.objects.bulk_create(allocations)
+    return points - left
+
+
+def _settle_debt(entry: LedgerEntry, lots: list[PointLot], debt: int, now) -> int:
+    """Points arriving on a negative balance pay the debt off first.
+
+    The settlement is an allocation from the arriving lot to the arriving entry
+    itself, so "explain" can say where those points went. Returns the points used.
+    """
+    allocations, left = [], debt
+    for lot in lots:
+        take = min(left, lot.remaining)
+        if take <= 0:
+            continue
+        allocations.append(PointAllocation(entry=entry, lot=lot, points=take, created_at=now))
+        lot.remaining -= take
+        PointLot.objects.filter(pk=lot.pk).update(remaining=lot.remaining)
+        left -= take
+    PointAllocation.objects.bulk_create(allocations)
+    return debt - left
+
+
+def _shortfall_allowed(account: PointsAccount, kind: str, allow_debt: bool) -> bool:
+    """Only corrections (reversals, adjustments) may push a balance below zero, and only
+    where the program records debts. A redemption never does."""
+    return (
+        allow_debt
+        and kind in (Kind.REVERSE, Kind.ADJUST)
+        and account.program.negative_balance_policy == Program.NegativeBalancePolicy.ALLOW_DEBT
+    )
+
+
+# --- Writes ----------------------------------------------------------------
+
+
+def open_account(*, member) -> PointsAccount:
+    """The member's points account, created empty on first use."""
+    account, _ = PointsAccount.objects.get_or_create(
+        member=member, defaults={"program_id": member.program_id}
+    )
+    return account
+
+
+def credit(
+    *,
+    account: PointsAccount,
+    points: int,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+    source: str,
+    kind: str = Kind.EARN,
+    occurred_at: datetime | None = None,
+    reference: str = "",
+    expires_at: datetime | str | None = "policy",
+    available_from: datetime | None = None,
+    breakdown: dict | None = None,
+    subject: models.Model | None = None,
+    now: datetime | None = None,
+) -> Posting:
+    """Add points in a new lot. Earned points wait the program's pending days unless
+    `available_from` says otherwise; they expire by the program's policy unless
+    `expires_at` is given (None: never)."""
+    if kind not in CREDIT_KINDS:
+        raise LedgerError(f"{kind!r} is not a credit kind.", field="kind")
+    if not isinstance(points, int) or points <= 0:
+        raise LedgerError("Points to credit must be a positive whole number.", field="points")
+    fingerprint = _fingerprint(
+        op="credit",
+        account=account.pk,
+        points=points,
+        kind=kind,
+        reason=reason,
+        reference=reference,
+        occurred_at=occurred_at,
+        subject=_subject_ref(subject),
+    )
+
+    def post() -> Posting:
+        now_ = now or timezone.now()
+        locked = _lock(account.pk)
+        program = locked.program
+        earned_at = occurred_at or now_
+        start = available_from
+        if start is None:
+            wait = program.pending_days if kind == Kind.EARN else 0
+            start = earned_at + timedelta(days=wait)
+        is_pending = start > now_
+        expiry = expiry_for(program, earned_at) if expires_at == "policy" else expires_at
+        balance_before = locked.balance
+        entry = _new_entry(
+            account=locked,
+            kind=kind,
+            now=now_,
+            points=0 if is_pending else points,
+            pending_points=points if is_pending else 0,
+            **_entry_fields(
+                actor=actor,
+                reason=reason,
+                key=idempotency_key,
+                fingerprint=fingerprint,
+                source=source,
+                occurred_at=occurred_at,
+                reference=reference,
+                breakdown=breakdown,
+                subject=subject,
+                now=now_,
+            ),
+        )
+        lot = PointLot.objects.create(
+            account=locked,
+            entry=entry,
+            original=points,
+            remaining=points,
+            pending=is_pending,
+            available_from=start,
+            expires_at=expiry,
+        )
+        if not is_pending:
+            if kind != Kind.ADJUST:
+                locked.lifetime_earned += points
+            if balance_before < 0:
+                _settle_debt(entry, [lot], -balance_before, now_)
+        _save_account(locked, now_)
+        return Posting(entry=entry)
+
+    return _post_once(program_id=account.program_id, key=idempotency_key, fingerprint=fingerprint, post=post)
+
+
+def debit(
+    *,
+    account: PointsAccount,
+    points: int,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+    source: str,
+    kind: str = Kind.REDEEM,
+    occurred_at: datetime | None = None,
+    reference: str = "",
+    breakdown: dict | None = None,
+    subject: models.Model | None = None,
+    allow_debt: bool = False,
+    now: datetime | None = None,
+) -> Posting:
+    """Spend points from live lots, soonest-expiring first. Refuses to go below zero
+    (`InsufficientPoints`), except an adjustment where the program records debts."""
+    if kind not in DEBIT_KINDS:
+        raise LedgerError(f"{kind!r} is not a debit kind.", field="kind")
+    if not isinstance(points, int) or points <= 0:
+        raise LedgerError("Points to debit must be a positive whole number.", field="points")
+    fingerprint = _fingerprint(
+        op="debit",
+        account=account.pk,
+        points=points,
+        kind=kind,
+        reason=reason,
+        reference=reference,
+        occurred_at=occurred_at,
+        subject=_subject_ref(subject),
+    )
+
+    def post() -> Posting:
+        now_ = now or timezone.now()
+        locked = _lock(account.pk)
+        available = max(locked.balance, 0)
+        if points > available and not _shortfall_allowed(locked, kind, allow_debt):
+            raise InsufficientPoints(
+                f"Only {available} points are available; {points} were asked for.",
+                field="points",
+                available=available,
+                shortfall=points - available,
+            )
+        entry = _new_entry(
+            account=locked,
+            kind=kind,
+            points=-points,
+            now=now_,
+            **_entry_fields(
+                actor=actor,
+                reason=reason,
+                key=idempotency_key,
+                fingerprint=fingerprint,
+                source=source,
+                occurred_at=occurred_at,
+                reference=reference,
+                breakdown=breakdown,
+                subject=subject,
+                now=now_,
+            ),
+        )
+        _consume(locked, entry, min(points, available), now_)
+        if kind == Kind.REDEEM:
+            locked.lifetime_redeemed += points
+        _save_account(locked, now_)
+        return Posting(entry=entry)
+
+    return _post_once(program_id=account.program_id, key=idempotency_key, fingerprint=fingerprint, post=post)
+
+
+def adjust(
+    *,
+    account: PointsAccount,
+    points: int,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+    source: str = Source.AGENT,
+    subject: models.Model | None = None,
+    allow_debt: bool = False,
+    now: datetime | None = None,
+) -> Posting:
+    """A manual correction, up or down. The reason and actor are required."""
+    if actor.user is None and not actor.label.startswith(("job:", "import:", "api:")):
+        raise LedgerError("An adjustment needs the person or job that made it.", field="actor")
+    if not isinstance(points, int) or points == 0:
+        raise LedgerError("An adjustment must add or remove at least one point.", field="points")
+    common = {
+        "account": account,
+        "reason": reason,
+        "actor": actor,
+        "idempotency_key": idempotency_key,
+        "source": source,
+        "kind": Kind.ADJUST,
+        "subject": subject,
+        "now": now,
+    }
+    if points > 0:
+        return credit(points=points, **common)
+    return debit(points=-points, allow_debt=allow_debt, **common)
+
+
+def reverse(
+    *,
+    entry: LedgerEntry,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+    source: str,
+    points: int | None = None,
+    kind: str = Kind.REVERSE,
+    subject: models.Model | None = None,
+    allow_debt: bool = False,
+    breakdown: dict | None = None,
+    now: datetime | None = None,
+) -> Posting:
+    """Undo all or part of an earlier entry, never more than it moved in total.
+
+    Reversing a credit takes the points back, first from the lot it created; a
+    shortfall is refused, or recorded as a debt where allowed. Reversing a debit
+    puts the points back into the lots it consumed while they are still live, and
+    the rest into a new lot expiring by the program's policy.
+    """
+    if entry.kind not in REVERSIBLE_KINDS:
+        raise LedgerError(f"A {entry.get_kind_display().lower()} entry cannot be reversed.", field="entry")
+    if kind not in (Kind.REVERSE, Kind.REFUND):
+        raise LedgerError(f"{kind!r} is not a reversal kind.", field="kind")
+    if kind == Kind.REFUND and entry.kind != Kind.REDEEM:
+        raise LedgerError("Only a redemption can be refunded.", field="entry")
+    if points is not None and (not isinstance(points, int) or points <= 0):
+        raise LedgerError("Points to reverse must be a positive whole number.", field="points")
+    fingerprint = _fingerprint(
+        op="reverse",
+        entry=entry.pk,
+        points=points,
+        kind=kind,
+        reason=reason,
+        subject=_subject_ref(subject),
+    )
+
+    def post() -> Posting:
+        now_ = now or timezone.now()
+        locked = _lock(entry.account_id)
+        moved = entry.points + entry.pending_points  # what the entry added (+) or took (-)
+        undone = -(entry.reversals.aggregate(total=Sum(F("points") + F("pending_points")))["total"] or 0)
+        left = abs(moved) - abs(undone)
+        if left <= 0:
+            raise NothingToReverse("This entry has already been fully reversed.", field="entry")
+        amount = left if points is None else points
+        if amount > left:
+            raise LedgerError(f"Only {left} points of this entry are left to reverse.", field="points")
+        fields = _entry_fields(
+            actor=actor,
+            reason=reason,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            source=source,
+            occurred_at=None,
+            reference=entry.reference,
+            breakdown=breakdown,
+            subject=subject,
+            now=now_,
+        )
+        if moved > 0:
+            posting = _reverse_credit(locked, entry, amount, kind, fields, allow_debt, now_)
+        else:
+            posting = _reverse_debit(locked, entry, amount, kind, fields, now_)
+        _save_account(locked, now_)
+        return posting
+
+    return _post_once(program_id=entry.program_id, key=idempotency_key, fingerprint=fingerprint, post=post)
+
+
+def refund(
+    *,
+    entry: LedgerEntry,
+    reason: str,
+    actor: Actor,
+    idempotency_key: str,
+    source: str,
+    subject: models.Model | None = None,
+    now: datetime | None = None,
+) -> Posting:
+    """Give a redemption's points back (a cancelled or rejected redemption)."""
+    return reverse(
+        entry=entry,
+        reason=reason,
+        actor=actor,
+        idempotency_key=idempotency_key,
+        source=source,
+        kind=Kind.REFUND,
+        subject=subject,
+        now=now,
+    )
+
+
+def _reverse_credit(account, entry, amount, kind, fields, allow_debt, now) -> Posting:
+    lot = PointLot.objects.get(entry=entry)
+    if lot.pending:
+        # Not yet spendable: the points simply leave the pending lot.
+        reversal = _new_entry(
+            account=account,
+            kind=kind,
+            points=0,
+            pending_points=-amount,
+            reverses=entry,
+            now=now,
+            **fields,
+        )
+        PointAllocation.objects.create(entry=reversal, lot=lot, points=amount, created_at=now)
+        # A pending lot reversed to nothing is closed, so activation never picks it up.
+        PointLot.objects.filter(pk=lot.pk).update(
+            remaining=F("remaining") - amount, pending=lot.remaining > amount
+        )
+        return Posting(entry=reversal)
+    available = max(account.balance, 0)
+    if amount > available and not _shortfall_allowed(account, Kind.REVERSE, allow_debt):
+        raise InsufficientPoints(
+            f"The member has only {available} of the {amount} points to take back.",
+            field="points",
+            available=available,
+            shortfall=amount - available,
+        )
+    reversal = _new_entry(account=account, kind=kind, points=-amount, reverses=entry, now=now, **fields)
+    # The points this entry created go first, then the soonest-expiring others.
+    own = min(amount, lot.remaining)
+    if own:
+        PointAllocation.objects.create(entry=reversal, lot=lot, points=own, created_at=now)
+        PointLot.objects.filter(pk=lot.pk).update(remaining=F("remaining") - own)
+    rest = min(amount - own, max(available - own, 0))
+    if rest:
+        _consume(account, reversal, rest, now)
+    return Posting(entry=reversal)
+
+
+def _reverse_debit(account, entry, amount, kind, fields, now) -> Posting:
+    balance_before = account.balance
+    reversal = _new_entry(account=account, kind=kind, points=amount, reverses=entry, now=now, **fields)
+    if kind == Kind.REFUND:
+        account.lifetime_redeemed -= amount
+    # Points that only cancel a debt go into no lot; the rest must be lot-backed.
+    to_lots = max(0, balance_before + amount) - max(0, balance_before)
+    # Net points the debit still holds in each lot (earlier reversals gave some back).
+    held = {
+        row["lot"]: row["net"]
+        for row in PointAllocation.objects.filter(Q(entry=entry) | Q(entry__reverses=entry))
+        .values("lot")
+        .annotate(net=Sum("points"))
+        .filter(net__gt=0)
+    }
+    lots = PointLot.objects.filter(pk__in=held, expiry_entry__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    # Latest-expiring lots get their points back first: they stay spendable longest.
+    lots = lots.order_by(F("expires_at").desc(nulls_first=True), "-id")
+    left, allocations = to_lots, []
+    for lot in lots:
+        give = min(left, held[lot.pk])
+        if give <= 0:
+            break
+        allocations.append(PointAllocation(entry=reversal, lot=lot, points=-give, created_at=now))
+        PointLot.objects.filter(pk=lot.pk).update(remaining=F("remaining") + give)
+        left -= give
+    PointAllocation.objects.bulk_create(allocations)
+    if left:
+        # Lots that have expired since cannot take points back: a fresh lot does.
+        PointLot.objects.create(
+            account=account,
+            entry=reversal,
+            original=left,
+            remaining=left,
+            pending=False,
+            available_from=now,
+            expires_at=expiry_for(account.program, now),
+        )
+    return Posting(entry=reversal)
+
+
+# --- Batch jobs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BatchJob:
+    """A set-based job over due lots: one entry per account, then lots and accounts updated."""
+
+    kind: str
+    key_prefix: str
+    reason: str
+    actor_label: str
+    due: str  # predicate over the lot table aliased `l`; params: [flag, now]
+    flag: bool
+    entry_points: str  # (points, pending_points, balance_after, pending_after, occurred_at)
+    lots_set: str
+    account_set: str
+
+
+_EXPIRE = _BatchJob(
+    kind=Kind.EXPIRE,
+    key_prefix="expire:lot:",
+    reason="Points reached their expiry date",
+    actor_label="job:expire_points",
+    due="l.pending = %s AND l.remaining > 0 AND l.expires_at IS NOT NULL AND l.expires_at <= %s",
+    flag=False,
+    entry_points="-SUM(l.remaining), 0, a.balance - SUM(l.remaining), a.pending, MAX(l.expires_at)",
+    lots_set="expired = l.expired + l.remaining, remaining = 0, expiry_entry_id = b.entry_id",
+    account_set="balance = a.balance + b.points, lifetime_expired = a.lifetime_expired - b.points",
+)
+_ACTIVATE = _BatchJob(
+    kind=Kind.ACTIVATE,
+    key_prefix="activate:lot:",
+    reason="Pending points became available",
+    actor_label="job:activate_pending",
+    due="l.pending = %s AND l.remaining > 0 AND l.available_from <= %s",
+    flag=True,
+    entry_points=(
+        "SUM(l.remaining), -SUM(l.remaining), a.balance + SUM(l.remaining), a.pending - SUM(l.remaining), "
+        "MAX(l.available_from)"
+    ),
+    lots_set="pending = %s",
+    account_set=(
+        "balance = a.balance + b.points, pending = a.pending - b.points, "
+        "lifetime_earned = a.lifetime_earned + b.points"
+    ),
+)
+
+
+def expire_due_lots(*, now: datetime | None = None, batch_size: int = 2000, progress=None) -> JobReport:
+    """Expire every live lot whose expiry moment has passed, one entry per account."""
+    return _run_batches(_EXPIRE, now=now or timezone.now(), batch_size=batch_size, progress=progress)
+
+
+def activate_pending_lots(*, now: datetime | None = None, batch_size: int = 2000, progress=None) -> JobReport:
+    """Make pending lots whose waiting time is over spendable, one entry per account.
+
+    An account carrying a debt has it settled from the newly available points.
+    """
+    return _run_batches(_ACTIVATE, now=now or timezone.now(), batch_size=batch_size, progress=progress)
+
+
+def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) -> JobReport:
+    """Batched by account, each batch one transaction of a few statements, never a query per lot.
+
+    Safe to run twice at once (the second waits for the account locks, then
+    re-reads and finds nothing due) and after a crash (a batch commits whole or
+    not at all, and a rerun picks up what is still due).
+    """
+    report = JobReport()
+    due_params = [job.flag, now]
+    after = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT l.account_id FROM loyalty_pointlot l WHERE {job.due} AND l.account_id > %s "
+                "ORDER BY l.account_id LIMIT %s",
+                [*due_params, after, batch_size],
+            )
+            ids = sorted({row[0] for row in cursor.fetchall()})
+        if not ids:
+            return report
+        after = ids[-1]
+        with transaction.atomic():
+            created, lots = _run_batch(job, ids, due_params, now)
+        report.accounts += len(created)
+        report.lots += lots
+        report.points += sum(points for _, _, points in created)
+        report.entries.extend(entry_id for entry_id, _, _ in created)
+        if progress:
+            progress(len(created))
+
+
+def _run_batch(job: _BatchJob, ids: list[int], due_params: list, now) -> tuple[list, int]:
+    marks = ", ".join(["%s"] * len(ids))
+    postgres = connection.vendor == "postgresql"
+    lock = " FOR NO KEY UPDATE" if postgres else ""
+    breakdown = "'{\"lots\": ' || CAST(COUNT(*) AS TEXT) || '}'"
+    if postgres:
+        breakdown = f"CAST({breakdown} AS jsonb)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, balance FROM loyalty_pointsaccount WHERE id IN ({marks}) ORDER BY id{lock}",
+            ids,
+        )
+        in_debt = {account_id: -balance for account_id, balance in cursor.fetchall() if balance < 0}
+        # Read the due lots again under the locks: a concurrent run may have taken them.
+        cursor.execute(
+            "INSERT INTO loyalty_ledgerentry (program_id, account_id, kind, points, pending_points, "
+            "balance_after, pending_after, occurred_at, posted_at, source, reference, idempotency_key, "
+            "fingerprint, reason, actor_label, breakdown) "
+            f"SELECT a.program_id, a.id, %s, {job.entry_points}, %s, %s, '', "
+            f"%s || CAST(MIN(l.id) AS TEXT), '', %s, %s, {breakdown} "
+            "FROM loyalty_pointlot l JOIN loyalty_pointsaccount a ON a.id = l.account_id "
+            f"WHERE {job.due} AND l.account_id IN ({marks}) "
+            "GROUP BY a.id, a.program_id, a.balance, a.pending RETURNING id, account_id, points",
+            [
+                job.kind,
+                now,
+                Source.JOB,
+                job.key_prefix,
+                job.reason,
+                job.actor_label,
+                *due_params,
+                *ids,
+            ],
+        )
+        created = cursor.fetchall()
+        if not created:
+            return [], 0
+        # VALUES columns are column1..3 on both PostgreSQL and SQLite.
+        values = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(created))
+        batch = (
+            f"(SELECT column1 AS entry_id, column2 AS account_id, column3 AS points "
+            f"FROM (VALUES {values}) AS v) AS b"
+        )
+        batch_params = [value for row in created for value in row]
+        set_params = [False] if "%s" in job.lots_set else []
+        cursor.execute(
+            f"UPDATE loyalty_pointlot AS l SET {job.lots_set} FROM {batch} "
+            f"WHERE l.account_id = b.account_id AND {job.due}",
+            [*set_params, *batch_params, *due_params],
+        )
+        lots = cursor.rowcount
+        cursor.execute(
+            f"UPDATE loyalty_pointsaccount AS a SET {job.account_set}, updated_at = %s FROM {batch} "
+            "WHERE a.id = b.account_id",
+            [now, *batch_params],
+        )
+    for entry_id, account_id, _ in created:
+        if account_id in in_debt:
+            entry = LedgerEntry.objects.get(pk=entry_id)
+            fresh = list(PointLot.objects.filter(account_id=account_id, pending=False, remaining__gt=0))
+            _settle_debt(entry, fresh, in_debt[account_id], now)
+    return created, lots
+
+
+# --- Reads the ledger owns ---------------------------------------------------
+
+
+def balance_as_of(*, account: PointsAccount, moment: datetime) -> BalanceSnapshot:
+    """The balance the books showed at `moment`: the last entry posted by then (an index lookup)."""
+    last = (
+        LedgerEntry.objects.filter(account=account, posted_at__lte=moment)
+        .order_by("-posted_at", "-id")
+        .values_list("id", "balance_after", "pending_after")
+        .first()
+    )
+    if last is None:
+        return BalanceSnapshot(balance=0, pending=0, last_entry_id=None)
+    return BalanceSnapshot(balance=last[1], pending=last[2], last_entry_id=last[0])
+
+
+def reconcile(*, program: Program | None = None) -> list[Discrepancy]:
+    """Check every account against its entries and lots, in a handful of set-based queries."""
+    program_filter = "WHERE a.program_id = %s" if program else ""
+    params = [program.pk] if program else []
+    checks = {
+        # balance and pending are the sums of the entries; the last entry agrees with the row.
+        "balance = sum(entries)": (
+            "a.balance",
+            "COALESCE(e.points, 0)",
+            "LEFT JOIN (SELECT account_id, SUM(points) AS points FROM loyalty_ledgerentry "
+            "GROUP BY account_id) e ON e.account_id = a.id",
+        ),
+        "pending = sum(entries)": (
+            "a.pending",
+            "COALESCE(e.pending, 0)",
+            "LEFT JOIN (SELECT account_id, SUM(pending_points) AS pending FROM loyalty_ledgerentry "
+            "GROUP BY account_id) e ON e.account_id = a.id",
+        ),
+        "balance = last balance_after": (
+            "a.balance",
+            "COALESCE(e.balance_after, 0)",
+            "LEFT JOIN loyalty_ledgerentry e ON e.id = (SELECT MAX(id) FROM loyalty_ledgerentry x "
+            "WHERE x.account_id = a.id)",
+        ),
+        # The spendable balance is backed by live lots (nothing when in debt).
+        "live lots = max(balance, 0)": (
+            "CASE WHEN a.balance > 0 THEN a.balance ELSE 0 END",
+            "COALESCE(l.live, 0)",
+            "LEFT JOIN (SELECT account_id, SUM(remaining) AS live FROM loyalty_pointlot WHERE pending = %s "
+            "GROUP BY account_id) l ON l.account_id = a.id",
+        ),
+        "pending lots = pending": (
+            "a.pending",
+            "COALESCE(l.pend, 0)",
+            "LEFT JOIN (SELECT account_id, SUM(remaining) AS pend FROM loyalty_pointlot WHERE pending = %s "
+            "GROUP BY account_id) l ON l.account_id = a.id",
+        ),
+        "lifetime_expired = sum(expire entries)": (
+            "a.lifetime_expired",
+            "COALESCE(e.expired, 0)",
+            "LEFT JOIN (SELECT account_id, -SUM(points) AS expired FROM loyalty_ledgerentry WHERE kind = %s "
+            "GROUP BY account_id) e ON e.account_id = a.id",
+        ),
+    }
+    extra = {
+        "live lots = max(balance, 0)": [False],
+        "pending lots = pending": [True],
+        "lifetime_expired = sum(expire entries)": [Kind.EXPIRE],
+    }
+    found: list[Discrepancy] = []
+    with connection.cursor() as cursor:
+        for name, (expected, actual, join) in checks.items():
+            cursor.execute(
+                f"SELECT a.id, {expected}, {actual} FROM loyalty_pointsaccount a {join} {program_filter}"
+                f"{' AND' if program else ' WHERE'} {expected} <> {actual}",
+                [*extra.get(name, []), *params],
+            )
+            found += [Discrepancy(row[0], name, row[1], row[2]) for row in cursor.fetchall()]
+        # Every lot's remaining points are its original less what was taken and what expired.
+        lot_filter = "AND acc.program_id = %s" if program else ""
+        cursor.execute(
+            "SELECT l.account_id, l.original - COALESCE(s.taken, 0) - l.expired, l.remaining "
+            "FROM loyalty_pointlot l JOIN loyalty_pointsaccount acc ON acc.id = l.account_id "
+            "LEFT JOIN (SELECT lot_id, SUM(points) AS taken FROM loyalty_pointallocation GROUP BY lot_id) s "
+            "ON s.lot_id = l.id "
+            f"WHERE l.remaining <> l.original - COALESCE(s.taken, 0) - l.expired {lot_filter}",
+            params,
+        )
+        found += [
+            Discrepancy(row[0], "lot remaining = original - allocated - expired", row[1], row[2])
+            for row in cursor.fetchall()
+        ]
+    return found

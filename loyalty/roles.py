@@ -1,0 +1,68 @@
+"""The back-office roles and the model permissions each group carries.
+
+Groups are created and kept in step by migrations calling `sync_role_groups`,
+never by hand. Each later migration that adds models calls it again.
+"""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    MEMBER = "member"
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+# Staff roles in increasing power: a supervisor can do what an agent can.
+STAFF_RANK = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+GROUP_NAMES = {Role.AGENT: "Agent", Role.SUPERVISOR: "Supervisor", Role.ADMIN: "Admin"}
+
+# "app_label.codename" per role; a higher role gets the lower roles' too.
+_AGENT = {
+    "loyalty.view_program",
+    "loyalty.view_member",
+    "loyalty.change_member",
+    "loyalty.view_historicalmember",
+    "loyalty.view_pointsaccount",
+    "loyalty.view_ledgerentry",
+    "loyalty.view_pointlot",
+    "loyalty.view_pointallocation",
+}
+_SUPERVISOR = _AGENT | {
+    "loyalty.add_member",
+    "loyalty.view_historicalprogram",
+}
+ROLE_PERMISSIONS = {
+    Role.AGENT: _AGENT,
+    Role.SUPERVISOR: _SUPERVISOR,
+    # The admin group gets every permission that exists at sync time.
+    Role.ADMIN: None,
+}
+
+
+def sync_role_groups(apps, schema_editor=None) -> None:
+    """Create the three groups and set their permissions (a migration operation)."""
+    from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally created after migrate; make them exist now.
+    for app_config in global_apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, codes in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=GROUP_NAMES[role])
+        if codes is None:
+            perms = Permission.objects.all()
+        else:
+            wanted = [code.split(".", 1) for code in codes]
+            perms = [
+                perm
+                for perm in Permission.objects.select_related("content_type")
+                if [perm.content_type.app_label, perm.codename] in wanted
+            ]
+        group.permissions.set(perms)
