@@ -1,0 +1,26 @@
+from django.core.management.base import BaseCommand
+
+from loyalty import ledger
+from loyalty.management.jobs import accounts_due, parse_now, progress_bar
+
+
+class Command(BaseCommand):
+    help = (
+        "Expire every points lot whose expiry moment has passed, one ledger entry per account. "
+        "Safe to run at any time, twice at once, or again after a crash: each lot expires once."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--now", help="Expire as of this moment (ISO 8601); default: now.")
+        parser.add_argument(
+            "--batch-size", type=int, default=2000, help="Lots read per batch (default 2000)."
+        )
+
+    def handle(self, *args, now=None, batch_size=2000, verbosity=1, **options):
+        self.verbosity = verbosity
+        moment = parse_now(now)
+        with progress_bar(self, total=accounts_due(job="expire", now=moment), unit="account") as bar:
+            report = ledger.expire_due_lots(now=moment, batch_size=max(batch_size, 1), progress=bar.update)
+        self.stdout.write(
+            f"Expired {report.points} points in {report.lots} lots of {report.accounts} accounts."
+        )

@@ -1,0 +1,36 @@
+"""Shared bits of the ledger job commands: the --now option and a progress bar."""
+
+from datetime import datetime
+
+from django.core.management.base import CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from tqdm import tqdm
+
+
+def parse_now(value: str | None) -> datetime:
+    if not value:
+        return timezone.now()
+    moment = parse_datetime(value)
+    if moment is None:
+        raise CommandError(f"--now {value!r} is not a date-time like 2026-01-31T23:00:00+00:00.")
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    return moment
+
+
+def progress_bar(command, *, total: int, unit: str) -> tqdm:
+    # Quiet when not a terminal or verbosity 0, so cron mail and CI logs stay short.
+    disable = command.verbosity == 0 or not command.stdout.isatty()
+    return tqdm(total=total, unit=unit, disable=disable, file=command.stderr._out)
+
+
+def accounts_due(*, job: str, now: datetime) -> int:
+    """How many accounts a job will touch, for the progress bar's total."""
+    from loyalty.models import PointLot
+
+    if job == "expire":
+        lots = PointLot.objects.filter(pending=False, remaining__gt=0, expires_at__lte=now)
+    else:
+        lots = PointLot.objects.filter(pending=True, remaining__gt=0, available_from__lte=now)
+    return lots.values("account_id").distinct().count()
