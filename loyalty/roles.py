@@ -19,7 +19,14 @@ STAFF_RANK = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
 GROUP_NAMES = {Role.AGENT: "Agent", Role.SUPERVISOR: "Supervisor", Role.ADMIN: "Admin"}
 
 # "app_label.codename" per role; a higher role gets the lower roles' too.
+_RULES = ["earningrule", "tier", "promotion", "challenge", "streak", "milestonerule", "reward"]
 _AGENT = {
+    *(f"loyalty.view_{model}" for model in _RULES),
+    "loyalty.view_tierchange",
+    "loyalty.view_redemption",
+    "loyalty.change_redemption",
+    "loyalty.view_pointsshortfall",
+    "loyalty.change_pointsshortfall",
     "loyalty.view_program",
     "loyalty.view_member",
     "loyalty.change_member",
@@ -32,6 +39,8 @@ _AGENT = {
 _SUPERVISOR = _AGENT | {
     "loyalty.add_member",
     "loyalty.view_historicalprogram",
+    # Supervisors own the program's rules, tiers, promotions and catalogue.
+    *(f"loyalty.{action}_{model}" for model in _RULES for action in ("add", "change")),
 }
 ROLE_PERMISSIONS = {
     Role.AGENT: _AGENT,

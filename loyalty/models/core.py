@@ -67,6 +67,9 @@ class Program(models.Model):
         default=0.01,
         help_text="Value of one point in the currency.",
     )
+    tier_window_days = models.PositiveSmallIntegerField(
+        default=365, help_text="Tiers count qualifying points earned over this many days."
+    )
     is_active = models.BooleanField(default=True)
     staff = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
@@ -110,6 +113,9 @@ class Member(models.Model):
     birth_date = models.DateField(null=True, blank=True)
     joined_on = models.DateField(default=timezone.localdate)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    tier = models.ForeignKey(
+        "loyalty.Tier", null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+    )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -282,6 +288,7 @@ class LedgerEntry(ImmutableModel):
         indexes = [
             models.Index(fields=["account", "-id"], name="entry_account_recent"),
             models.Index(fields=["account", "posted_at"], name="entry_account_posted"),
+            models.Index(fields=["account", "occurred_at"], name="entry_account_occurred"),
             models.Index(fields=["program", "kind", "posted_at"], name="entry_program_kind_posted"),
             models.Index(fields=["subject_type", "subject_id"], name="entry_subject"),
         ]
