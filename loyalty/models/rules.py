@@ -319,6 +319,10 @@ class PointsShortfall(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # The return's reference: a replayed return finds its flag instead of flagging twice.
+            models.UniqueConstraint(fields=["program", "reference"], name="shortfall_reference_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.points} points short on {self.reference}"

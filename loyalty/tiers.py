@@ -1,0 +1,78 @@
+"""Tiers: qualifying points over the program's rolling window, upgrades at once, downgrades at review."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from loyalty import notifications
+from loyalty.models import LedgerEntry, Member, Tier, TierChange
+
+Kind = LedgerEntry.Kind
+# Earned points count, and so do reversals of them (a returned purchase stops qualifying).
+QUALIFYING = Q(kind__in=[Kind.EARN, Kind.BONUS]) | Q(
+    kind=Kind.REVERSE, reverses__kind__in=[Kind.EARN, Kind.BONUS]
+)
+
+
+def qualifying_points(*, member: Member, at: datetime) -> int:
+    since = at - timedelta(days=member.program.tier_window_days)
+    total = LedgerEntry.objects.filter(
+        QUALIFYING, account__member=member, occurred_at__gt=since, occurred_at__lte=at
+    ).aggregate(total=Sum(F("points") + F("pending_points")))["total"]
+    return total or 0
+
+
+def tier_for(*, program, points: int) -> Tier | None:
+    return Tier.objects.filter(program=program, threshold__lte=points).order_by("-rank").first()
+
+
+def _change(member: Member, new: Tier | None, points: int, reason: str, actor_label: str, now) -> TierChange:
+    old = member.tier
+    direction = (
+        TierChange.Direction.UPGRADE
+        if (new.rank if new else 0) > (old.rank if old else 0)
+        else TierChange.Direction.DOWNGRADE
+    )
+    member.tier = new
+    member.save(update_fields=["tier"])
+    change = TierChange.objects.create(
+        member=member,
+        from_tier=old,
+        to_tier=new,
+        direction=direction,
+        qualifying_points=points,
+        reason=reason,
+        actor_label=actor_label,
+        changed_at=now,
+    )
+    notifications.notify(
+        member=member,
+        kind="tier_changed",
+        context={"from": old.name if old else None, "to": new.name if new else None, "reason": reason},
+        dedupe_key=f"tier-change:{change.pk}",
+    )
+    return change
+
+
+def tier_upgrade_check(*, member: Member, actor_label: str, now: datetime | None = None) -> TierChange | None:
+    """Upgrade at once when the member's qualifying points cross a higher threshold; never downgrade here."""
+    now = now or timezone.now()
+    points = qualifying_points(member=member, at=now)
+    best = tier_for(program=member.program, points=points)
+    current_rank = member.tier.rank if member.tier else 0
+    if best is None or best.rank <= current_rank:
+        return None
+    return _change(member, best, points, f"Reached {best.threshold} qualifying points", actor_label, now)
+
+
+def tier_review(*, member: Member, actor_label: str, now: datetime | None = None) -> TierChange | None:
+    """The periodic review: the tier the window's points earn, down as well as up."""
+    now = now or timezone.now()
+    points = qualifying_points(member=member, at=now)
+    best = tier_for(program=member.program, points=points)
+    if (best.pk if best else None) == member.tier_id:
+        return None
+    return _change(member, best, points, f"Tier review: {points} qualifying points", actor_label, now)
