@@ -1,0 +1,158 @@
+"""The agent's tables: sortable, paginated, exported to CSV by `ExportMixin`.
+
+Columns rendered as HTML have a `value_<column>` giving the plain export value;
+button columns are left out of exports.
+"""
+
+from __future__ import annotations
+
+import json
+
+import django_tables2 as tables
+from django.urls import reverse
+from django.utils.html import format_html
+
+from loyalty.models import LedgerEntry, Member
+
+STATUS_BADGES = {
+    Member.Status.ACTIVE: "badge-ok",
+    Member.Status.SUSPENDED: "badge-warn",
+    Member.Status.CLOSED: "badge-danger",
+}
+
+
+class MemberTable(tables.Table):
+    membership_number = tables.Column(verbose_name="Number", linkify=True)
+    name = tables.Column(
+        verbose_name="Name", accessor="full_name", order_by=("last_name", "first_name", "id")
+    )
+    email = tables.Column()
+    phone = tables.Column()
+    program = tables.Column(
+        verbose_name="Program", accessor="program__name", order_by=("program__name", "id")
+    )
+    status = tables.Column()
+    balance = tables.Column(accessor="account__balance")
+    pending = tables.Column(accessor="account__pending")
+    actions = tables.Column(
+        verbose_name="",
+        empty_values=(),
+        orderable=False,
+        exclude_from_export=True,
+    )
+
+    class Meta:
+        model = Member
+        fields = ()
+        sequence = (
+            "membership_number",
+            "name",
+            "email",
+            "phone",
+            "program",
+            "status",
+            "balance",
+            "pending",
+            "actions",
+        )
+        empty_text = "No member matches this search."
+
+    def render_status(self, record):
+        return format_html(
+            '<span class="badge {}">{}</span>',
+            STATUS_BADGES.get(record.status, ""),
+            record.get_status_display(),
+        )
+
+    def value_status(self, record):
+        return record.get_status_display()
+
+    def render_actions(self, record):
+        number = record.membership_number
+        return format_html(
+            '<a class="btn" href="{}">Ledger</a> <a class="btn" href="{}">Explain</a>',
+            reverse("loyalty:member_ledger", kwargs={"number": number}),
+            reverse("loyalty:member_explain", kwargs={"number": number}),
+        )
+
+
+def breakdown_text(breakdown) -> str:
+    """A breakdown as one readable line: "base: 100 · multiplier: 1.5" (nested values as JSON)."""
+    if not breakdown:
+        return ""
+    if not isinstance(breakdown, dict):
+        return json.dumps(breakdown, sort_keys=True)
+    parts = []
+    for key, value in breakdown.items():
+        shown = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
+        parts.append(f"{key.replace('_', ' ')}: {shown}")
+    return " · ".join(parts)
+
+
+class LedgerEntryTable(tables.Table):
+    """One account's entries; also the member page's "recent entries" (unsorted, unpaginated)."""
+
+    id = tables.Column(verbose_name="#")
+    posted_at = tables.DateTimeColumn(verbose_name="Posted", format="Y-m-d H:i")
+    occurred_at = tables.DateTimeColumn(verbose_name="Occurred", format="Y-m-d H:i")
+    kind = tables.Column()
+    points = tables.Column()
+    pending_points = tables.Column(verbose_name="Pending")
+    balance_after = tables.Column(verbose_name="Balance after")
+    source = tables.Column()
+    reference = tables.Column()
+    reason = tables.Column(verbose_name="Why")
+    actor_label = tables.Column(verbose_name="Who")
+    breakdown = tables.Column(verbose_name="Breakdown", orderable=False, empty_values=(None, "", {}, []))
+    reverses = tables.Column(verbose_name="Reverses", accessor="reverses_id", orderable=False)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ()
+        sequence = (
+            "id",
+            "posted_at",
+            "occurred_at",
+            "kind",
+            "points",
+            "pending_points",
+            "balance_after",
+            "source",
+            "reference",
+            "reason",
+            "actor_label",
+            "breakdown",
+            "reverses",
+        )
+        empty_text = "No entries."
+        row_attrs = {"id": lambda record: f"entry-{record.pk}"}
+
+    def render_points(self, value):
+        css = "danger" if value < 0 else ""
+        return format_html('<span class="{}">{}</span>', css, f"{value:+,d}")
+
+    def value_points(self, value):
+        return value
+
+    def render_pending_points(self, value):
+        return f"{value:+,d}" if value else "—"
+
+    def value_pending_points(self, value):
+        return value
+
+    def render_breakdown(self, value):
+        return breakdown_text(value)
+
+    def value_breakdown(self, value):
+        return json.dumps(value, sort_keys=True) if value else ""
+
+    def render_reverses(self, record):
+        url = reverse("loyalty:member_ledger", kwargs={"number": self.membership_number})
+        return format_html('<a href="{}?entry={}">#{}</a>', url, record.reverses_id, record.reverses_id)
+
+    def value_reverses(self, record):
+        return record.reverses_id
+
+    def __init__(self, *args, membership_number: str, **kwargs):
+        self.membership_number = membership_number
+        super().__init__(*args, **kwargs)
