@@ -201,6 +201,13 @@ def _post_once(*, program_id: int, key: str, fingerprint: str, post) -> Posting:
         existing = LedgerEntry.objects.filter(program_id=program_id, idempotency_key=key).first()
         if existing is None:
             raise
+    except LedgerError:
+        # A replay may break a rule the original passed (its points are spent, the
+        # entry it reversed has nothing left): the key decides, not the rule. Looked
+        # up only on failure, so a normal posting costs no extra query.
+        existing = LedgerEntry.objects.filter(program_id=program_id, idempotency_key=key).first()
+        if existing is None:
+            raise
     if existing.fingerprint != fingerprint:
         raise IdempotencyConflict(
             f"Idempotency key {key!r} was already used for a different request.",

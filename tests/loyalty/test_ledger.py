@@ -676,7 +676,7 @@ def _setup_for_replay(account, supervisor):
     }
 
 
-@pytest.mark.parametrize("operation", ["credit", "debit", "adjust up", "adjust down", "reverse"])
+@pytest.mark.parametrize("operation", ["credit", "debit", "adjust up", "adjust down", "reverse", "refund"])
 def test_the_same_key_and_payload_returns_the_original_entry_and_writes_nothing(
     account, supervisor, operation
 ):
@@ -690,6 +690,48 @@ def test_the_same_key_and_payload_returns_the_original_entry_and_writes_nothing(
     assert again.entry.pk == first.entry.pk
     assert again.balance == first.balance
     assert snapshot() == before
+
+
+def test_a_replayed_redemption_returns_the_original_even_when_the_points_are_gone(account):
+    earn(account, 100)
+    first = redeem(account, 100, key="order-1")
+    before = snapshot()
+
+    again = redeem(account, 100, key="order-1")
+
+    assert (again.replayed, again.entry.pk) == (True, first.entry.pk)
+    assert snapshot() == before
+
+
+def test_a_replayed_full_reversal_returns_the_original_instead_of_an_error(account):
+    purchase = earn(account, 100)
+    first = take_back(purchase.entry, key="return-1")
+    before = snapshot()
+
+    again = take_back(purchase.entry, key="return-1")
+
+    assert (again.replayed, again.entry.pk) == (True, first.entry.pk)
+    assert snapshot() == before
+
+
+def test_a_replayed_partial_reversal_returns_the_original_when_less_is_left(account):
+    purchase = earn(account, 100)
+    first = take_back(purchase.entry, points=70, key="return-1")
+    take_back(purchase.entry, points=30, key="return-2")
+
+    again = take_back(purchase.entry, points=70, key="return-1")
+
+    assert (again.replayed, again.entry.pk) == (True, first.entry.pk)
+
+
+def test_a_replayed_refund_returns_the_original(account):
+    earn(account, 100)
+    spent = redeem(account, 40)
+    first = give_back(spent.entry, key="cancel-1")
+
+    again = give_back(spent.entry, key="cancel-1")
+
+    assert (again.replayed, again.entry.pk) == (True, first.entry.pk)
 
 
 def test_a_new_key_for_a_business_error_is_still_the_business_error(account):
