@@ -259,6 +259,9 @@ def _entry_fields(
 ) -> dict:
     if not reason or not reason.strip():
         raise LedgerError("A reason is required.", field="reason")
+    # The database refuses only an empty label; a blank one would say nothing either.
+    if not actor.label or not actor.label.strip():
+        raise LedgerError("Every entry needs the person or job that caused it.", field="actor")
     return {
         "occurred_at": occurred_at or now,
         "source": source,

@@ -122,6 +122,22 @@ def test_a_credit_without_a_reason_is_refused_and_changes_nothing(account):
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("label", ["", "  "])
+def test_a_posting_without_an_actor_label_is_refused_with_a_clear_error(account, supervisor, label):
+    earn(account, 10)
+    before = snapshot()
+
+    for post in (
+        lambda: earn(account, 10, actor=Actor(label=label, user=supervisor)),
+        lambda: redeem(account, 5, actor=Actor(label=label, user=supervisor)),
+    ):
+        with pytest.raises(LedgerError) as refused:
+            post()
+        assert refused.value.field == "actor"
+
+    assert snapshot() == before
+
+
 def test_every_write_needs_an_idempotency_key(account):
     with pytest.raises(LedgerError, match="idempotency key"):
         ledger.credit(account=account, points=1, reason="x", actor=JOB, idempotency_key="", source=Source.API)
