@@ -784,7 +784,10 @@ def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) ->
     not at all, and a rerun picks up what is still due).
     """
     report = JobReport()
-    due_params = [job.flag, now]
+    # Raw SQL must get a moment the way the ORM stores it: on SQLite that is a naive
+    # UTC string, and a raw aware datetime would be compared (and stored) as text
+    # with its offset, so a Paris-time `now` an hour off. PostgreSQL is unaffected.
+    due_params = [job.flag, connection.ops.adapt_datetimefield_value(now)]
     after = 0
     while True:
         with connection.cursor() as cursor:
@@ -809,6 +812,7 @@ def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) ->
 
 def _run_batch(job: _BatchJob, ids: list[int], due_params: list, now) -> tuple[list, int]:
     marks = ", ".join(["%s"] * len(ids))
+    sql_now = connection.ops.adapt_datetimefield_value(now)
     postgres = connection.vendor == "postgresql"
     lock = " FOR NO KEY UPDATE" if postgres else ""
     breakdown = "'{\"lots\": ' || CAST(COUNT(*) AS TEXT) || '}'"
@@ -832,7 +836,7 @@ def _run_batch(job: _BatchJob, ids: list[int], due_params: list, now) -> tuple[l
             "GROUP BY a.id, a.program_id, a.balance, a.pending RETURNING id, account_id, points",
             [
                 job.kind,
-                now,
+                sql_now,
                 Source.JOB,
                 job.key_prefix,
                 job.reason,
@@ -861,7 +865,7 @@ def _run_batch(job: _BatchJob, ids: list[int], due_params: list, now) -> tuple[l
         cursor.execute(
             f"UPDATE loyalty_pointsaccount AS a SET {job.account_set}, updated_at = %s FROM {batch} "
             "WHERE a.id = b.account_id",
-            [now, *batch_params],
+            [sql_now, *batch_params],
         )
     for entry_id, account_id, _ in created:
         if account_id in in_debt:

@@ -539,6 +539,31 @@ def test_points_expire_n_months_after_earning(account, program_a, earned, months
     assert lot.expires_at == expires
 
 
+@pytest.mark.parametrize(
+    ("earned", "years", "expires"),
+    [
+        # 31 Dec 23:30 in Paris is 22:30 UTC: the year of earning is 2024 either way.
+        (datetime(2024, 12, 31, 23, 30, tzinfo=PARIS), 1, datetime(2026, 1, 1, tzinfo=PARIS)),
+        # 1 Jan 00:30 in Paris is still 2024 in UTC: the program's time zone decides.
+        (datetime(2025, 1, 1, 0, 30, tzinfo=PARIS), 1, datetime(2027, 1, 1, tzinfo=PARIS)),
+        (datetime(2025, 6, 15, 12, 0, tzinfo=PARIS), 2, datetime(2028, 1, 1, tzinfo=PARIS)),
+    ],
+)
+def test_points_expire_at_the_end_of_the_nth_year_in_the_program_time_zone(
+    account, program_a, earned, years, expires
+):
+    program_a.expiry_policy = Program.ExpiryPolicy.END_OF_NTH_YEAR
+    program_a.expiry_years = years
+    program_a.save()
+    lot = lot_of(earn(account, 10, occurred_at=earned, now=earned))
+
+    just_before = ledger.expire_due_lots(now=expires - timedelta(seconds=1))
+    at_midnight = ledger.expire_due_lots(now=expires)
+
+    assert lot.expires_at == expires
+    assert (just_before.lots, at_midnight.lots) == (0, 1)
+
+
 def test_year_end_expiry_follows_each_program_time_zone(account_of_b, program_b):
     program_b.expiry_policy = Program.ExpiryPolicy.END_OF_NTH_YEAR
     program_b.save()
@@ -832,6 +857,26 @@ def test_balance_as_of_answers_for_moments_between_postings(account):
     assert as_of(T0 + timedelta(hours=12)) == (100, 0, first.entry.pk)
     assert as_of(T0 + days(1)) == (70, 0, spent.entry.pk)
     assert as_of(T0 + days(3)) == (70, 50, later.entry.pk)
+
+
+def test_an_expiry_counts_in_the_balance_as_of_the_moment_it_ran(account):
+    earn(account, 10, expires_at=T0 + days(5))
+    expiry = ledger.expire_due_lots(now=T0 + days(5))
+
+    snap = ledger.balance_as_of(account=account, moment=T0 + days(5))
+
+    assert (snap.balance, snap.last_entry_id) == (0, expiry.entries[0])
+    assert LedgerEntry.objects.get(pk=expiry.entries[0]).posted_at == T0 + days(5)
+
+
+def test_the_jobs_take_a_now_in_any_time_zone(account):
+    earn(account, 10, available_from=T0 + days(1), expires_at=T0 + days(5))
+    paris = (T0 + days(1)).astimezone(PARIS)
+
+    assert ledger.activate_pending_lots(now=paris - timedelta(seconds=1)).lots == 0
+    assert ledger.activate_pending_lots(now=paris).lots == 1
+    assert ledger.expire_due_lots(now=(T0 + days(5) - timedelta(seconds=1)).astimezone(PARIS)).lots == 0
+    assert ledger.expire_due_lots(now=(T0 + days(5)).astimezone(PARIS)).lots == 1
 
 
 def test_balance_as_of_is_one_query(account, django_assert_num_queries):
