@@ -438,6 +438,18 @@ def test_a_refund_goes_into_a_fresh_lot_where_the_original_lot_has_expired(accou
     assert refund.balance == 170
 
 
+def test_a_refund_of_points_whose_lot_was_expired_by_the_job_goes_into_a_fresh_lot(account):
+    lot = lot_of(earn(account, 100, expires_at=T0 + days(30)))
+    spent = redeem(account, 60)
+    expiry = ledger.expire_due_lots(now=T0 + days(31))
+
+    refund = give_back(spent.entry, now=T0 + days(32))
+
+    assert (expiry.lots, expiry.points) == (1, -40)
+    assert PointLot.objects.get(pk=lot.pk).remaining == 0
+    assert live_lots(account) == {PointLot.objects.get(entry=refund.entry).pk: 60}
+
+
 def test_a_partial_reversal_then_refund_of_a_redemption_gives_back_the_rest(account):
     earn(account, 100)
     spent = redeem(account, 80)
@@ -578,11 +590,50 @@ def test_year_end_expiry_follows_each_program_time_zone(account_of_b, program_b)
 # --- The expiry job ----------------------------------------------------------
 
 
+def test_expiry_expires_each_due_lot_once_with_one_entry_per_account(account, other_account):
+    first = lot_of(earn(account, 100, expires_at=T0 + days(10)))
+    second = lot_of(earn(account, 50, expires_at=T0 + days(20)))
+    lasting = lot_of(earn(account, 30, expires_at=T0 + days(400)))
+    partly_spent = lot_of(earn(other_account, 70, expires_at=T0 + days(15)))
+    redeem(other_account, 20)
+
+    report = ledger.expire_due_lots(now=T0 + days(30), batch_size=1)
+    again = ledger.expire_due_lots(now=T0 + days(30))
+
+    assert (report.accounts, report.lots, report.points) == (2, 3, -200)  # signed like the entries
+    assert (again.accounts, again.lots, again.entries) == (0, 0, [])
+    entries = {e.account_id: e for e in LedgerEntry.objects.filter(kind=Kind.EXPIRE)}
+    assert sorted(e.pk for e in entries.values()) == sorted(report.entries)
+    assert (entries[account.pk].points, entries[other_account.pk].points) == (-150, -50)
+    for entry in entries.values():
+        assert (entry.actor_label, entry.source, entry.reason) == (
+            "job:expire_points",
+            Source.JOB,
+            "Points reached their expiry date",
+        )
+    expired = {lot.pk: (lot.remaining, lot.expired, lot.expiry_entry_id) for lot in PointLot.objects.all()}
+    assert expired[first.pk] == (0, 100, entries[account.pk].pk)
+    assert expired[second.pk] == (0, 50, entries[account.pk].pk)
+    assert expired[lasting.pk] == (30, 0, None)
+    assert expired[partly_spent.pk] == (0, 50, entries[other_account.pk].pk)
+    account, other_account = fresh(account), fresh(other_account)
+    assert (account.balance, account.lifetime_expired) == (30, 150)
+    assert (other_account.balance, other_account.lifetime_expired) == (0, 50)
+
+
 def test_a_lot_expires_at_its_expiry_moment_not_before(account):
     earn(account, 10, expires_at=T0 + days(5))
 
     assert ledger.expire_due_lots(now=T0 + days(5) - timedelta(microseconds=1)).lots == 0
     assert ledger.expire_due_lots(now=T0 + days(5)).lots == 1
+
+
+def test_expiry_leaves_pending_lots_until_they_are_activated(account):
+    earn(account, 10, available_from=T0 + days(10), expires_at=T0 + days(5))
+
+    assert ledger.expire_due_lots(now=T0 + days(6)).lots == 0
+    ledger.activate_pending_lots(now=T0 + days(10))
+    assert ledger.expire_due_lots(now=T0 + days(10)).points == -10
 
 
 def test_expiring_a_fully_spent_lot_writes_nothing(account):
