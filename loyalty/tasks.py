@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from loyalty import ledger
+from loyalty import ledger, milestones, tier_review
+from loyalty.models import Program
 
 
 def _summary(report: ledger.JobReport) -> dict:
@@ -28,3 +29,17 @@ def reconcile_ledger() -> dict:
 
         logging.getLogger("loyalty.reconcile").error("Ledger reconcile found %d problems", len(problems))
     return {"problems": len(problems), "accounts": sorted({p.account_id for p in problems})[:100]}
+
+
+def _program(program_id: int | None) -> Program | None:
+    return None if program_id is None else Program.objects.get(pk=program_id)
+
+
+@shared_task(name="loyalty.tasks.pay_milestones")
+def pay_milestones(program_id: int | None = None) -> dict:
+    return milestones.milestones_pay(program=_program(program_id)).summary()
+
+
+@shared_task(name="loyalty.tasks.review_tiers")
+def review_tiers(program_id: int | None = None) -> dict:
+    return tier_review.tiers_review_all(program=_program(program_id)).summary()

@@ -169,6 +169,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loyalty.tasks.reconcile_ledger",
         "schedule": crontab(minute=30, hour=2),
     },
+    # Birthday, anniversary and lifetime-points bonuses. Hourly, not daily: each program
+    # pays by its own local date, and local midnight falls at a different UTC hour per time
+    # zone (and moves with daylight saving), so an hourly run pays every program's birthdays
+    # within about an hour of its midnight. Reruns pay nothing twice (idempotency keys).
+    "pay-milestones": {
+        "task": "loyalty.tasks.pay_milestones",
+        "schedule": crontab(minute=10),
+    },
+    # The tier review, the only place members move down a tier: monthly, on the 1st at
+    # 03:00 UTC, after the nightly reconcile, when few purchases are landing.
+    "review-tiers": {
+        "task": "loyalty.tasks.review_tiers",
+        "schedule": crontab(minute=0, hour=3, day_of_month=1),
+    },
 }
 
 # --- REST API --------------------------------------------------------------

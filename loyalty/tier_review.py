@@ -1,0 +1,118 @@
+"""The periodic tier review over whole programs: the only place members move down a tier.
+
+Earning upgrades a member at once (`tiers.tier_upgrade_check`); the review gives
+every member the tier their qualifying points over the rolling window earn, down
+as well as up (an upgrade missed for any reason is made here). One aggregate
+query per program finds the members whose tier would change; each of those is
+then decided again by `tiers.tier_review` under the member's account lock, the
+lock earning holds while it upgrades, so a purchase landing mid-review cannot be
+undone by a stale total and two overlapping reviews record one change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from loyalty import ledger, tiers
+from loyalty.models import LedgerEntry, Member, Program, Tier, TierChange
+
+ACTOR_LABEL = "job:review_tiers"
+
+
+@dataclass
+class TierReviewReport:
+    members: int = 0
+    upgrades: int = 0
+    downgrades: int = 0
+    changes: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"members": self.members, "upgrades": self.upgrades, "downgrades": self.downgrades}
+
+
+def _best_tier(program_tiers: Sequence[Tier], points: int) -> Tier | None:
+    # The rule of `tiers.tier_for` (the highest rank whose threshold the points reach),
+    # over tiers already loaded, so the scan costs no query per member.
+    reached = [tier for tier in program_tiers if tier.threshold <= points]
+    return max(reached, key=lambda tier: tier.rank, default=None)
+
+
+def _with_qualifying_points(program: Program, at: datetime):
+    """The program's reviewable members with their qualifying points at `at`, in one query.
+
+    Same definition as `tiers.qualifying_points`: entries matching `tiers.QUALIFYING`
+    with `occurred_at` in (at - window, at], spendable and pending points alike.
+    """
+    since = at - timedelta(days=program.tier_window_days)
+    window_total = (
+        LedgerEntry.objects.filter(
+            tiers.QUALIFYING, account__member=OuterRef("pk"), occurred_at__gt=since, occurred_at__lte=at
+        )
+        .order_by()
+        .values("account")
+        .annotate(total=Sum(F("points") + F("pending_points")))
+        .values("total")
+    )
+    # Closed memberships keep the tier they closed with; nobody is told about a change.
+    return (
+        Member.objects.filter(program=program)
+        .exclude(status=Member.Status.CLOSED)
+        .annotate(points=Coalesce(Subquery(window_total), Value(0), output_field=IntegerField()))
+        .order_by("pk")
+    )
+
+
+def _review_one(program: Program, member_id: int, account_id: int | None, now: datetime) -> TierChange | None:
+    with transaction.atomic():
+        if account_id is not None:
+            ledger.lock_accounts([account_id])
+        # Read after the lock: the tier an upgrade committed meanwhile is the one reviewed.
+        member = program.members.select_related("tier").get(pk=member_id)
+        return tiers.tier_review(member=member, actor_label=ACTOR_LABEL, now=now)
+
+
+def tiers_review_all(
+    *,
+    now: datetime | None = None,
+    program: Program | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> TierReviewReport:
+    """Review every member of every active program (or only `program`) as of `now`.
+
+    Safe to run again or concurrently: a member already on the right tier is left alone.
+    """
+    now = now or timezone.now()
+    programs = Program.objects.filter(is_active=True).prefetch_related("tiers").order_by("pk")
+    if program is not None:
+        programs = programs.filter(pk=program.pk)
+    report = TierReviewReport()
+    for scope in programs:
+        program_tiers = list(scope.tiers.all())
+        if not program_tiers:
+            continue  # nobody can hold a tier the program does not have
+        due = []
+        rows = _with_qualifying_points(scope, now).values_list("pk", "account", "tier_id", "points")
+        for member_id, account_id, tier_id, points in rows.iterator(chunk_size=2000):
+            best = _best_tier(program_tiers, points)
+            if (best.pk if best else None) != tier_id:
+                due.append((member_id, account_id))
+            report.members += 1
+            if progress:
+                progress(1)
+        for member_id, account_id in due:
+            change = _review_one(scope, member_id, account_id, now)
+            if change is None:
+                continue  # changed meanwhile by a purchase or another review
+            report.changes.append(change.pk)
+            if change.direction == TierChange.Direction.UPGRADE:
+                report.upgrades += 1
+            else:
+                report.downgrades += 1
+    return report
