@@ -167,9 +167,12 @@ def _budget_left(promotion: Promotion, *, lock: bool) -> tuple[int | None, bool]
     """Points left in the promotion's budget (None: unlimited) and whether a use is left."""
     if promotion.budget_points is None and promotion.max_uses is None:
         return None, True
-    usage, _ = PromotionUsage.objects.get_or_create(promotion=promotion)
     if lock:
+        usage, _ = PromotionUsage.objects.get_or_create(promotion=promotion)
         usage = PromotionUsage.objects.select_for_update().get(pk=usage.pk)
+    else:
+        # A preview writes nothing: no usage row yet means nothing spent yet.
+        usage = PromotionUsage.objects.filter(promotion=promotion).first() or PromotionUsage()
     points_left = (
         None if promotion.budget_points is None else max(promotion.budget_points - usage.points_awarded, 0)
     )
