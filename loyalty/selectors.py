@@ -413,9 +413,17 @@ def history_rows(records: list, *, older=None) -> list[HistoryRow]:
         changes = []
         if previous is not None and record.history_type != "-":
             delta = record.diff_against(previous, excluded_fields=HISTORY_EXCLUDED_FIELDS)
-            model_fields = record.instance_type._meta
             for change in delta.changes:
-                label = model_fields.get_field(change.field).verbose_name
-                changes.append(FieldChange(field=change.field, label=label, old=change.old, new=change.new))
+                model_field = record.instance_type._meta.get_field(change.field)
+                # Choices read as their labels ("Active", not "active").
+                labels = dict(model_field.flatchoices) if model_field.choices else {}
+                changes.append(
+                    FieldChange(
+                        field=change.field,
+                        label=model_field.verbose_name,
+                        old=labels.get(change.old, change.old),
+                        new=labels.get(change.new, change.new),
+                    )
+                )
         rows.append(HistoryRow(record=record, changes=changes))
     return rows

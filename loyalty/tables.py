@@ -128,8 +128,9 @@ class LedgerEntryTable(tables.Table):
         row_attrs = {"id": lambda record: f"entry-{record.pk}"}
 
     def render_points(self, value):
-        css = "danger" if value < 0 else ""
-        return format_html('<span class="{}">{}</span>', css, f"{value:+,d}")
+        if not value:
+            return "0"  # a pending credit: its points are in the Pending column
+        return format_html('<span class="{}">{}</span>', "danger" if value < 0 else "", f"{value:+,d}")
 
     def value_points(self, value):
         return value
@@ -138,6 +139,12 @@ class LedgerEntryTable(tables.Table):
         return f"{value:+,d}" if value else "—"
 
     def value_pending_points(self, value):
+        return value
+
+    def render_balance_after(self, value):
+        return f"{value:,d}"
+
+    def value_balance_after(self, value):
         return value
 
     def render_breakdown(self, value):

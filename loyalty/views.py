@@ -124,7 +124,7 @@ def member_detail(request, number):
         overview.recent_entries,
         membership_number=member.membership_number,
         orderable=False,
-        exclude=("occurred_at", "source", "pending_points"),
+        exclude=("occurred_at", "source"),
     )
     context.update(overview=overview, recent_table=recent)
     if context["can_adjust"]:

@@ -365,4 +365,4 @@ def test_history_rows_diff_each_record_against_the_one_before(member_a, django_a
     with django_assert_num_queries(0):
         rows = selectors.history_rows(records)
     assert [sorted(c.field for c in row.changes) for row in rows] == [["last_name", "phone"], ["status"], []]
-    assert [(c.old, c.new) for c in rows[1].changes] == [("active", "suspended")]
+    assert [(c.old, c.new) for c in rows[1].changes] == [("Active", "Suspended")]
