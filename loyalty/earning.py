@@ -10,7 +10,7 @@ key: the same event reported twice earns once, whichever channel reports it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.db import transaction
@@ -113,7 +113,8 @@ def _parse_amount(amount) -> Decimal | None:
         raise ApplicationError("The amount must be above zero and at most 10,000,000.", field="amount")
     if value != value.quantize(Decimal("0.01")):
         raise ApplicationError("The amount may have at most two decimals.", field="amount")
-    return value
+    # One spelling per amount ("10.5", 10.50 and "1.05e1" are all "10.50"), so a retry matches.
+    return value.quantize(Decimal("0.01"))
 
 
 def _rule(program: Program, code: str, at: datetime) -> EarningRule:
@@ -277,12 +278,15 @@ def activity_post(
     if not reference or not reference.strip():
         raise ApplicationError("A reference for the event is required.", field="reference")
     # Only what the caller sent identifies the request: a defaulted time would
-    # make every retry look like a different event.
+    # make every retry look like a different event. Amount and time are compared
+    # by value, not by spelling: 10.5 and "10.50", or one moment in two time zones,
+    # are the same event.
+    value = _parse_amount(amount)
     request = {
         "member": member.membership_number,
         "code": code,
-        "amount": None if amount is None else str(amount),
-        "occurred_at": occurred_at.isoformat() if occurred_at else None,
+        "amount": None if value is None else str(value),
+        "occurred_at": occurred_at.astimezone(UTC).isoformat() if occurred_at else None,
     }
     occurred_at = occurred_at or timezone.now()
     if occurred_at > timezone.now() + timedelta(minutes=5):

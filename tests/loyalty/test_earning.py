@@ -789,7 +789,6 @@ def test_a_reference_with_surrounding_spaces_is_the_same_reference(member_a, pur
     assert again.posting.entry.pk == first.posting.entry.pk
 
 
-@pytest.mark.xfail(strict=True, reason="bug: idempotency request not normalised")
 def test_the_same_amount_written_differently_is_a_replay(member_a, purchase_rule):
     first = post(member_a, "10.50", reference="POS-1")
 
@@ -800,7 +799,6 @@ def test_the_same_amount_written_differently_is_a_replay(member_a, purchase_rule
     assert balance(member_a) == 10
 
 
-@pytest.mark.xfail(strict=True, reason="bug: idempotency request not normalised")
 def test_the_same_moment_written_in_another_time_zone_is_a_replay(member_a, purchase_rule):
     first = post(member_a, "10.00", reference="POS-1", at=T)
 
