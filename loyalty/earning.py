@@ -388,7 +388,7 @@ def _challenge_and_streak_bonuses(member, account, code, at, actor, source) -> t
                     at,
                 )
             )
-    return tuple(posting for posting in bonuses if not posting.replayed)
+    return tuple(posting for posting in bonuses if posting is not None and not posting.replayed)
 
 
 def _streak_completed(streak: Streak, account, code: str, at: datetime, program: Program):
@@ -417,7 +417,14 @@ def _streak_completed(streak: Streak, account, code: str, at: datetime, program:
     return None
 
 
-def _bonus(account, points, reason, key, actor, source, at) -> Posting:
+def _bonus(account, points, reason, key, actor, source, at) -> Posting | None:
+    """Pay a challenge or streak bonus once per key; None when it was already paid.
+
+    Every later qualifying action finds the bonus due again, but at another time:
+    posting the key again would be an idempotency conflict, not a replay.
+    """
+    if LedgerEntry.objects.filter(program_id=account.program_id, idempotency_key=key).exists():
+        return None
     return ledger.credit(
         account=account,
         points=points,

@@ -848,7 +848,6 @@ def test_the_same_reference_in_another_program_is_another_event(member_a, member
 # --- Challenges ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: challenge bonus replay conflicts")
 def test_a_challenge_pays_once_at_the_nth_action_and_not_again(member_a, purchase_rule):
     challenge = ChallengeFactory(program=purchase_rule.program, name="Three visits", required_count=3)
 
@@ -919,7 +918,6 @@ def test_a_streak_pays_once_when_the_run_reaches_its_length(member_a, purchase_r
     assert bonus.points == 50
 
 
-@pytest.mark.xfail(strict=True, reason="bug: streak bonus replay conflicts")
 def test_another_action_on_the_completing_day_does_not_pay_again(member_a, purchase_rule):
     StreakFactory(program=purchase_rule.program, length=3, bonus_points=50)
     for n in (10, 11, 12):
