@@ -17,10 +17,28 @@ QUALIFYING = Q(kind__in=[Kind.EARN, Kind.BONUS]) | Q(
 )
 
 
+def qualifying_in_window(*, since: datetime, at: datetime) -> Q:
+    """Entries that qualify over the window (since, at].
+
+    Earned points count by when they were earned. A reversal of them counts while
+    the points it reverses do, whenever it was posted (by `at`): a purchase and its
+    return enter and leave the window together. Counted by its own date, a return
+    would go on lowering the total after its purchase had left the window, and a
+    return of a purchase older than the window would lower it at all.
+    """
+    return Q(kind__in=[Kind.EARN, Kind.BONUS], occurred_at__gt=since, occurred_at__lte=at) | Q(
+        kind=Kind.REVERSE,
+        reverses__kind__in=[Kind.EARN, Kind.BONUS],
+        reverses__occurred_at__gt=since,
+        reverses__occurred_at__lte=at,
+        occurred_at__lte=at,
+    )
+
+
 def qualifying_points(*, member: Member, at: datetime) -> int:
     since = at - timedelta(days=member.program.tier_window_days)
     total = LedgerEntry.objects.filter(
-        QUALIFYING, account__member=member, occurred_at__gt=since, occurred_at__lte=at
+        qualifying_in_window(since=since, at=at), account__member=member
     ).aggregate(total=Sum(F("points") + F("pending_points")))["total"]
     return total or 0
 

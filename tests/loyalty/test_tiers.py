@@ -111,7 +111,6 @@ def test_other_members_points_do_not_qualify(member_a, member_b):
     assert tiers.qualifying_points(member=member_a, at=T) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: reversal counted by its own date")
 def test_a_return_counts_in_the_window_of_the_purchase_it_returns(member_a, program_a):
     program_a.tier_window_days = 365
     program_a.save()
@@ -126,7 +125,6 @@ def test_a_return_counts_in_the_window_of_the_purchase_it_returns(member_a, prog
     assert tiers.qualifying_points(member=member_a, at=T + timedelta(days=100)) == 600
 
 
-@pytest.mark.xfail(strict=True, reason="bug: reversal counted by its own date")
 def test_a_return_of_a_purchase_older_than_the_window_does_not_count(member_a, program_a):
     program_a.tier_window_days = 365
     program_a.save()
@@ -284,7 +282,6 @@ def test_the_review_leaves_a_member_on_the_right_tier_alone(member_a, silver):
     assert not TierChange.objects.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: reversal counted by its own date")
 def test_the_review_does_not_downgrade_for_a_return_of_a_purchase_that_left_the_window(
     member_a, program_a, silver
 ):
