@@ -228,8 +228,7 @@ class BalanceExplanation:
     pending_total: int
     live_lot_count: int
     live_lots_not_shown: int
-    closed_lot_count: int
-    closed_limit: int
+    more_closed_lots: bool  # older closed lots exist beyond those shown
     overdue: int  # points past their expiry date not yet taken by the expiry job
 
     @property
@@ -308,29 +307,37 @@ def balance_explanation(
 ) -> BalanceExplanation:
     """Rebuild a balance for an agent: each live lot with what consumed it, the latest closed lots.
 
-    Four queries whatever the account's history: the totals, the live lots
-    (soonest-expiring first, up to `live_limit`), the `closed_limit` most recent
-    closed lots (fully used or expired), and the allocations of the lots shown.
-    The totals come from the database, so they add up even when lots are cut off.
+    At most six queries whatever the account's history: the totals, the live lots
+    (pending last, then soonest-expiring first, up to `live_limit`), the
+    `closed_limit` most recent closed lots (fully used or expired), and the
+    entries and allocations of the lots shown. The totals come from the database, so they
+    add up even when lots are cut off. Live lots are selected by exactly the
+    conditions of the two partial lot indexes, so the work follows the number
+    of live lots, not the length of the history.
     """
     now = now or timezone.now()
-    totals = PointLot.objects.filter(account=account).aggregate(
+    live_lots = PointLot.objects.filter(account=account).filter(
+        Q(pending=False, remaining__gt=0) | Q(pending=True, remaining__gt=0)
+    )
+    totals = live_lots.aggregate(
         available_points=Coalesce(Sum("remaining", filter=Q(pending=False)), 0),
         pending_points=Coalesce(Sum("remaining", filter=Q(pending=True)), 0),
-        live_lots=Count("id", filter=Q(remaining__gt=0)),
-        closed_lots=Count("id", filter=Q(remaining=0)),
+        lot_count=Count("id"),
         overdue_points=Coalesce(Sum("remaining", filter=Q(pending=False, expires_at__lte=now)), 0),
     )
-    base = PointLot.objects.filter(account=account).select_related("entry", "expiry_entry")
     live = list(
-        base.filter(remaining__gt=0).order_by(
-            "pending", F("expires_at").asc(nulls_last=True), "available_from", "id"
-        )[:live_limit]
+        live_lots.order_by("pending", F("expires_at").asc(nulls_last=True), "available_from", "id")[
+            :live_limit
+        ]
     )
-    closed = list(base.filter(remaining=0).order_by("-id")[:closed_limit])
-    # One query for the allocations of the lots shown, never of the whole history.
+    closed = list(PointLot.objects.filter(account=account, remaining=0).order_by("-id")[: closed_limit + 1])
+    more_closed, closed = len(closed) > closed_limit, closed[:closed_limit]
+    # The entries and allocations of the lots shown, never of the whole history: fetched by
+    # id rather than joined, so the planner cannot pick a scan of the ledger table.
     prefetch_related_objects(
         [*live, *closed],
+        "entry",
+        "expiry_entry",
         Prefetch("allocations", queryset=PointAllocation.objects.select_related("entry").order_by("id")),
     )
     explained_live = [_explain_lot(lot) for lot in live]
@@ -342,10 +349,9 @@ def balance_explanation(
         closed_lots=[_explain_lot(lot) for lot in closed],
         available_total=totals["available_points"],
         pending_total=totals["pending_points"],
-        live_lot_count=totals["live_lots"],
-        live_lots_not_shown=max(totals["live_lots"] - len(live), 0),
-        closed_lot_count=totals["closed_lots"],
-        closed_limit=closed_limit,
+        live_lot_count=totals["lot_count"],
+        live_lots_not_shown=max(totals["lot_count"] - len(live), 0),
+        more_closed_lots=more_closed,
         overdue=totals["overdue_points"],
     )
 
