@@ -16,6 +16,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from loyalty import ledger
 from loyalty.access import scope_to_staff, staff_programs
 from loyalty.models import LedgerEntry, Member, PointAllocation, PointLot, PointsAccount, Program
+from loyalty.selectors import members_matching
 
 
 class ScopedHistoryAdmin(SimpleHistoryAdmin):
@@ -44,14 +45,17 @@ class MemberAdmin(ScopedHistoryAdmin):
     list_display = ["membership_number", "last_name", "first_name", "email", "phone", "program", "status"]
     list_filter = [("program", admin.RelatedOnlyFieldListFilter), "status"]
     list_select_related = ["program"]
-    # Exact number (an indexed lookup); the rest are partial matches.
-    search_fields = ["=membership_number", "first_name", "last_name", "email", "phone"]
+    # Searched like the back-office search (see get_search_results): number, names, email, phone digits.
+    search_fields = ["membership_number", "first_name", "last_name", "email", "phone"]
     raw_id_fields = ["user"]
     readonly_fields = ["created_at"]
     show_full_result_count = False
 
     def get_queryset(self, request):
         return scope_to_staff(super().get_queryset(request), request.user)
+
+    def get_search_results(self, request, queryset, search_term):
+        return members_matching(queryset, search_term), False
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "program":

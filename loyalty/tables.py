@@ -10,6 +10,7 @@ import json
 
 import django_tables2 as tables
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from loyalty.models import LedgerEntry, Member
@@ -126,6 +127,13 @@ class LedgerEntryTable(tables.Table):
         )
         empty_text = "No entries."
         row_attrs = {"id": lambda record: f"entry-{record.pk}"}
+
+    # The CSV keeps full timestamps with their offset (in the program's time zone).
+    def value_posted_at(self, value):
+        return timezone.localtime(value).isoformat()
+
+    def value_occurred_at(self, value):
+        return timezone.localtime(value).isoformat()
 
     def render_points(self, value):
         if not value:

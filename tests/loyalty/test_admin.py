@@ -61,6 +61,7 @@ def test_members_are_searchable_by_number_and_phone(login, admin_user, member_a,
     client = login(admin_user)
     assert changelist(client, "member", q=member_a.membership_number) == [member_a]
     assert changelist(client, "member", q="7946") == [member_b]
+    assert changelist(client, "member", q="020 7946 0018") == [member_b]  # digits, without the country code
 
 
 def test_the_program_filter_offers_only_the_agents_programs(login, agent_a, member_a, member_of_b):

@@ -341,6 +341,8 @@ def test_ledger_exports_csv(login, agent_a, member_a, member_b, history):
         ("Earned", "100", "ORDER-1"),
     ]
     assert rows[1][header.index("Breakdown")] == '{"base": 100}'
+    posted = datetime.fromisoformat(rows[1][header.index("Posted")])
+    assert posted.utcoffset() in (timedelta(hours=1), timedelta(hours=2))  # Paris time
 
 
 def test_ledger_paginates(login, agent_a, member_a):
