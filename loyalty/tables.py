@@ -12,8 +12,18 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django_tables2.export import TableExport
 
 from loyalty.models import LedgerEntry, Member
+
+
+class CsvExport(TableExport):
+    """Only CSV: other formats need optional tablib extras, and an unknown one must not be a 500."""
+
+    @classmethod
+    def is_valid_format(cls, export_format):
+        return export_format == cls.CSV
+
 
 STATUS_BADGES = {
     Member.Status.ACTIVE: "badge-ok",

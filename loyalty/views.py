@@ -27,7 +27,7 @@ from loyalty.forms import AdjustmentForm, BalanceOnDateForm
 from loyalty.ledger import Actor, IdempotencyConflict
 from loyalty.models import LedgerEntry, Member, PointsAccount
 from loyalty.roles import Role
-from loyalty.tables import LedgerEntryTable, MemberTable
+from loyalty.tables import CsvExport, LedgerEntryTable, MemberTable
 
 RECENT_ENTRIES = 10
 DAY_ENTRIES_LIMIT = 100
@@ -67,7 +67,7 @@ class MemberSearchView(RoleRequiredMixin, ExportMixin, SingleTableMixin, FilterV
     filterset_class = MemberFilter
     template_name = "loyalty/member_search.html"
     table_pagination = {"per_page": 25}
-    export_name = "members"
+    export_class = CsvExport
 
     def get_queryset(self):
         return selectors.member_list(user=self.request.user)
@@ -85,6 +85,7 @@ class MemberLedgerView(RoleRequiredMixin, ExportMixin, SingleTableMixin, FilterV
     filterset_class = LedgerEntryFilter
     template_name = "loyalty/ledger_list.html"
     table_pagination = {"per_page": 50}
+    export_class = CsvExport
 
     def get(self, request, *args, **kwargs):
         self.member = selectors.member_get(user=request.user, number=kwargs["number"])

@@ -177,6 +177,15 @@ def test_search_exports_csv_without_the_button_column(login, agent_a, member_a, 
     ]
 
 
+@pytest.mark.parametrize("export", ["xlsx", "ods", "yaml", "pdf"])
+def test_other_export_formats_just_show_the_page(login, agent_a, member_a, export):
+    client = login(agent_a)
+    for path in (reverse("loyalty:member_search"), url("loyalty:member_ledger", member_a)):
+        response = client.get(path, {"_export": export})
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/html")
+
+
 def test_search_paginates(login, agent_a, program_a):
     for i in range(30):
         member_create(program=program_a, first_name=f"M{i:02d}", last_name="Page")
