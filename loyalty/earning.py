@@ -294,6 +294,10 @@ def activity_post(
     key = _activity_key(code, reference.strip())
     with transaction.atomic():
         account = ledger.lock_accounts([member.account.pk])[member.account.pk]
+        # The caller loaded the member before the lock; a posting that committed
+        # meanwhile may have upgraded it (or an agent suspended it). Tier and status
+        # are read again under the lock that upgrades and the review hold.
+        member.refresh_from_db(fields=["status", "tier"])
         existing = _replay(member.program_id, key, request)
         if existing is not None:
             return ActivityResult(

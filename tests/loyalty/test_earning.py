@@ -503,6 +503,30 @@ def test_posting_never_downgrades(member_a, purchase_rule, gold):
     assert result.points == 20
 
 
+def test_a_posting_uses_the_members_current_tier_not_the_callers_stale_copy(member_a, purchase_rule, silver):
+    stale = Member.objects.get(pk=member_a.pk)  # loaded by a request racing the upgrade below
+    post(member_a, "500.00")  # reaches Silver
+
+    result = post(stale, "10.00")
+
+    # Silver's 1.5 adds 10 x 0.5 = 5; the upgrade is recorded once
+    assert result.calculation.tier == "Silver"
+    assert result.points == 15
+    assert TierChange.objects.count() == 1
+
+
+def test_a_member_suspended_meanwhile_earns_nothing(member_a, purchase_rule):
+    stale = Member.objects.get(pk=member_a.pk)
+    member_a.status = Member.Status.SUSPENDED
+    member_a.save()
+    before = everything()
+
+    with pytest.raises(MemberNotActive):
+        post(stale, "10.00")
+
+    assert everything() == before
+
+
 # --- Promotions ----------------------------------------------------------------------
 
 
@@ -1017,6 +1041,31 @@ def test_racing_purchases_of_one_member_never_exceed_the_daily_cap(program_a, me
     # 8 x 30 asked for; the cap lets 100 through: 30 + 30 + 30 + 10, then nothing
     assert balance(member_a) == 100
     assert sorted(earn_entries(member_a).values_list("points", flat=True)) == [10, 30, 30, 30]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_purchases_that_cross_a_threshold_upgrade_once_and_boost_after(program_a, member_a):
+    EarningRuleFactory(program=program_a)
+    silver = TierFactory(program=program_a, name="Silver", rank=1, threshold=100, multiplier=Decimal("1.5"))
+
+    def purchase(n):
+        member = Member.objects.get(pk=member_a.pk)  # each request loaded the member before the race
+
+        def job():
+            # One moment for all: each upgrade check then sees every posting committed before it.
+            post(member, "30.00", at=T, reference=f"race-{n}")
+
+        return job
+
+    errors = run_in_threads([purchase(n) for n in range(8)])
+
+    assert errors == []
+    assert list(TierChange.objects.values_list("to_tier", flat=True)) == [silver.pk]
+    # Postings run one at a time: three of 30 (90), the fourth reaches 120 and upgrades,
+    # the last four earn 30 + 15 boost: 4 x 30 + 4 x 45 = 300
+    assert sorted(earn_entries(member_a).values_list("points", flat=True)) == [30] * 4 + [45] * 4
+    assert balance(member_a) == 300
 
 
 @pytest.mark.postgres
