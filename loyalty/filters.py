@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
@@ -39,6 +39,10 @@ class MemberFilter(django_filters.FilterSet):
         return members_matching(queryset, value)
 
 
+# No ledger is older; earlier dates mean "from the start" (and avoid time-zone underflow).
+EARLIEST_DAY = date(1900, 1, 1)
+
+
 def _local_midnight(day) -> datetime:
     """Midnight starting `day` in the current time zone (the views switch to the program's)."""
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
@@ -63,6 +67,8 @@ class LedgerEntryFilter(django_filters.FilterSet):
         fields = ["entry", "kind", "source", "posted_from", "posted_to", "reference"]
 
     def filter_posted_from(self, queryset, name, value):
+        if value < EARLIEST_DAY:  # 1 Jan 0001 in Paris is before the first UTC instant
+            return queryset
         return queryset.filter(posted_at__gte=_local_midnight(value))
 
     def filter_posted_to(self, queryset, name, value):

@@ -556,3 +556,26 @@ def test_a_bad_adjustment_is_a_form_error(login, supervisor, member_a, data, fie
     assert response.status_code == 400
     assert field in response.context["form"].errors
     assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "query"),
+    [
+        ("loyalty:member_search", {"page": "abc"}),
+        ("loyalty:member_search", {"page": "999"}),
+        ("loyalty:member_search", {"sort": "no_such_column"}),
+        ("loyalty:member_search", {"sort": "actions"}),
+        ("loyalty:member_search", {"program": "abc", "status": "nope"}),
+        ("loyalty:member_search", {"q": "9" * 200}),
+        ("loyalty:member_ledger", {"entry": "9" * 30}),
+        ("loyalty:member_ledger", {"entry": "-1"}),
+        ("loyalty:member_ledger", {"entry": "1.5"}),
+        ("loyalty:member_ledger", {"posted_from": "9999-12-31", "posted_to": "9999-12-31"}),
+        ("loyalty:member_ledger", {"posted_from": "0001-01-01"}),
+        ("loyalty:member_ledger", {"sort": "breakdown", "page": "-3"}),
+        ("loyalty:member_history", {"page": "zz"}),
+    ],
+)
+def test_odd_queries_never_fail(login, agent_a, member_a, history, name, query):
+    path = reverse(name) if name == "loyalty:member_search" else url(name, member_a)
+    assert login(agent_a).get(path, query).status_code in (200, 404)
