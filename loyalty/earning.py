@@ -474,6 +474,8 @@ def purchase_return(
     if not reference or not reference.strip():
         raise ApplicationError("A reference for the return is required.", field="reference")
     reference = reference.strip()
+    # Stripped as activity_post strips the purchase's reference, or a padded one is never found.
+    original_reference = (original_reference or "").strip()
     key = f"return:{reference}"
     request = {
         "member": member.membership_number,

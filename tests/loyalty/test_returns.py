@@ -182,6 +182,16 @@ def test_a_capped_purchase_gives_back_only_what_it_actually_earned(member_a, pur
     assert account(member_a).balance == 0
 
 
+def test_a_return_finds_the_purchase_whatever_spaces_surround_its_reference(member_a):
+    # A fixed-width till export pads references; the purchase was recorded as "P1".
+    buy(member_a, "20.00", reference="P1      ")
+
+    result = give_back(member_a, "P1      ", "20.00")
+
+    assert result.points == 20
+    assert account(member_a).balance == 0
+
+
 # --- Idempotency ----------------------------------------------------------------------------
 
 
