@@ -104,7 +104,8 @@ def ledger_problems(accounts=None) -> list[str]:
 
     Checks, per account: balance and pending are the sums of the entries and agree
     with the last entry; spendable lots hold exactly max(balance, 0) and pending lots
-    exactly `pending`; lifetime_expired is what the expire entries took. Per lot:
+    exactly `pending`; lifetime_expired is what the expire entries took; each entry's
+    balance_after and pending_after follow from the entry before it. Per lot:
     0 <= remaining <= original and remaining == original - allocated - expired; an
     expired lot was expired by exactly one entry, whose points are what its lots lost.
     Per entry: a reason and an actor. And `ledger.reconcile()` finds nothing.
@@ -187,6 +188,22 @@ def ledger_problems(accounts=None) -> list[str]:
         ]
         if account.pending < 0:
             problems.append(f"account {pk}: pending {account.pending} is negative")
+
+    # Each entry's balance_after is the previous one plus its points: no lost update.
+    running: dict[int, tuple[int, int]] = {}
+    for pk, account_id, points, pending_points, balance_after, pending_after in (
+        LedgerEntry.objects.filter(account__in=ids)
+        .order_by("account", "id")
+        .values_list("pk", "account", "points", "pending_points", "balance_after", "pending_after")
+    ):
+        balance, pending = running.get(account_id, (0, 0))
+        balance, pending = balance + points, pending + pending_points
+        if (balance, pending) != (balance_after, pending_after):
+            problems.append(
+                f"entry {pk}: after ({balance_after}, {pending_after}) but the entries add up to "
+                f"({balance}, {pending})"
+            )
+        running[account_id] = (balance_after, pending_after)
 
     unexplained = LedgerEntry.objects.filter(account__in=ids).filter(reason="") | LedgerEntry.objects.filter(
         account__in=ids, actor_label=""

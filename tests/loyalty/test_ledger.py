@@ -4,7 +4,9 @@ Every test posts with a fixed clock (`now=`), and after every test the whole
 ledger is checked against its invariants (see `ledger_helpers.ledger_problems`).
 """
 
+from collections import Counter
 from datetime import datetime, timedelta
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from loyalty import ledger
 from loyalty.ledger import Actor, IdempotencyConflict, InsufficientPoints, LedgerError, NothingToReverse
 from loyalty.models import LedgerEntry, PointAllocation, PointLot, PointsAccount, Program
+from loyalty.services import member_create
 from tests.loyalty.ledger_helpers import (
     JOB,
     T0,
@@ -643,6 +646,72 @@ def test_expiring_a_fully_spent_lot_writes_nothing(account):
     report = ledger.expire_due_lots(now=T0 + days(6))
 
     assert (report.lots, LedgerEntry.objects.filter(kind=Kind.EXPIRE).count()) == (0, 0)
+
+
+# --- A job that dies midway ---------------------------------------------------------
+
+
+def _dies_in_batch(number: int):
+    """A stand-in for the job's batch that does all its writes, then dies before they commit."""
+    real_batch = ledger._run_batch
+    calls = []
+
+    def batch(*args, **kwargs):
+        result = real_batch(*args, **kwargs)
+        calls.append(result)
+        if len(calls) == number:
+            raise RuntimeError("worker killed")
+        return result
+
+    return mock.patch.object(ledger, "_run_batch", batch)
+
+
+def test_an_expiry_run_that_dies_midway_is_finished_once_by_a_rerun(program_a):
+    accounts = [
+        member_create(program=program_a, first_name=f"M{n}", last_name="Due").account for n in range(6)
+    ]
+    for account in accounts:
+        earn(account, 30, expires_at=T0 + days(1))
+        earn(account, 12, expires_at=T0 + days(2))
+        earn(account, 5, expires_at=None)
+
+    with _dies_in_batch(2), pytest.raises(RuntimeError):
+        ledger.expire_due_lots(now=T0 + days(2), batch_size=3)
+    half_done = LedgerEntry.objects.filter(kind=Kind.EXPIRE).count()
+    assert_ledger_consistent()
+    rerun = ledger.expire_due_lots(now=T0 + days(2), batch_size=3)
+    again = ledger.expire_due_lots(now=T0 + days(2), batch_size=3)
+
+    assert 0 < half_done < len(accounts)
+    assert (rerun.accounts, again.accounts) == (len(accounts) - half_done, 0)
+    expiries = Counter(LedgerEntry.objects.filter(kind=Kind.EXPIRE).values_list("account", flat=True))
+    assert expiries == dict.fromkeys((a.pk for a in accounts), 1)
+    totals = PointsAccount.objects.filter(pk__in=[a.pk for a in accounts]).values_list(
+        "balance", "lifetime_expired"
+    )
+    assert set(totals) == {(5, 42)}
+
+
+def test_an_activation_run_that_dies_midway_is_finished_once_by_a_rerun(program_a):
+    accounts = [
+        member_create(program=program_a, first_name=f"P{n}", last_name="Pending").account for n in range(6)
+    ]
+    for account in accounts:
+        earn(account, 30, available_from=T0 + days(1))
+        earn(account, 12, available_from=T0 + days(2))
+
+    with _dies_in_batch(2), pytest.raises(RuntimeError):
+        ledger.activate_pending_lots(now=T0 + days(2), batch_size=3)
+    half_done = LedgerEntry.objects.filter(kind=Kind.ACTIVATE).count()
+    assert_ledger_consistent()
+    rerun = ledger.activate_pending_lots(now=T0 + days(2), batch_size=3)
+
+    assert 0 < half_done < len(accounts)
+    assert rerun.accounts == len(accounts) - half_done
+    activations = Counter(LedgerEntry.objects.filter(kind=Kind.ACTIVATE).values_list("account", flat=True))
+    assert activations == dict.fromkeys((a.pk for a in accounts), 1)
+    totals = PointsAccount.objects.filter(pk__in=[a.pk for a in accounts]).values_list("balance", "pending")
+    assert set(totals) == {(42, 0)}
 
 
 # --- Debt ----------------------------------------------------------------------
