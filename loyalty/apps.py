@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
     verbose_name = "Loyalty programs and points"
+
+    def ready(self) -> None:
+        from loyalty.roles import sync_role_groups_after_migrate
+
+        # Migrations create the role groups; this keeps them after a database
+        # flush (transactional tests) and in step when permissions change.
+        post_migrate.connect(sync_role_groups_after_migrate, sender=self, dispatch_uid="loyalty-role-groups")

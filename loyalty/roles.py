@@ -50,16 +50,28 @@ ROLE_PERMISSIONS = {
 }
 
 
+def sync_role_groups_after_migrate(sender, **kwargs) -> None:
+    """post_migrate handler: a test flush empties the groups table; put the groups back."""
+    from django.apps import apps as global_apps
+
+    sync_role_groups(global_apps)
+
+
 def sync_role_groups(apps, schema_editor=None) -> None:
     """Create the three groups and set their permissions (a migration operation)."""
     from django.apps import apps as global_apps
     from django.contrib.auth.management import create_permissions
 
     # Permissions are normally created after migrate; make them exist now.
+    # create_permissions skips apps whose models_module is unset (as it is while
+    # migrating), so set it for the call and restore the real value after.
     for app_config in global_apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        previous = app_config.models_module
+        app_config.models_module = previous or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = previous
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

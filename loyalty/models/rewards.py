@@ -88,6 +88,9 @@ class Redemption(models.Model):
                 | (~Q(status__in=["rejected", "cancelled"]) & Q(refund_entry__isnull=True)),
                 name="redemption_refunded_when_closed",
             ),
+            models.UniqueConstraint(
+                fields=["voucher_code"], condition=~Q(voucher_code=""), name="redemption_voucher_unique"
+            ),
         ]
         indexes = [models.Index(fields=["program", "status", "created_at"], name="redemption_queue")]
 

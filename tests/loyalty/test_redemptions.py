@@ -798,19 +798,14 @@ def test_a_request_runs_a_small_fixed_number_of_queries(
 # --- Races (PostgreSQL) ----------------------------------------------------
 
 
-# The racing tests commit for real, and a transactional test ends by emptying every
-# table. Serialized rollback puts back what the migrations made (content types,
-# role groups) before each of them, so they never depend on which test ran first.
+# The racing tests commit for real; a transactional test ends by emptying every
+# table, and the post_migrate handlers put content types and role groups back.
 
 
 @pytest.fixture
 def redemption_content_type():
     """The refund names its redemption through a content type. Looked up here, once, so
-    threads never race to create it, and afresh: an earlier flush may have left the
-    process-wide cache naming a row that is gone (`sync_role_groups` blanks the app
-    configs' `models_module` during migrate, which stops the flush from recreating
-    content types and serialized rollback from saving them)."""
-    ContentType.objects.clear_cache()
+    threads never race to create it."""
     return ContentType.objects.get_for_model(Redemption)
 
 
@@ -842,7 +837,7 @@ RACER = Actor.job("race")
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_racing_redemptions_of_the_last_item_give_it_to_exactly_one_member(program_a, voucher):
     Reward.objects.filter(pk=voucher.pk).update(stock=1)
     members = [
@@ -875,7 +870,7 @@ def test_racing_redemptions_of_the_last_item_give_it_to_exactly_one_member(progr
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_racing_redemptions_on_one_account_that_can_afford_one_debit_once(member_a, program_a):
     unlimited = Reward.objects.create(program=program_a, name="Spa day", cost_points=300)
     earn(member_a.account, 500)
@@ -902,7 +897,7 @@ def test_racing_redemptions_on_one_account_that_can_afford_one_debit_once(member
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_racing_submissions_of_one_key_create_one_redemption(member_a, voucher):
     earn(member_a.account, 1000)
 
@@ -916,7 +911,7 @@ def test_racing_submissions_of_one_key_create_one_redemption(member_a, voucher):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_racing_cancellations_refund_once(member_a, voucher, redemption_content_type):
     earn(member_a.account, 1000)
     redemption = request(member_a, voucher, RACER).redemption
@@ -934,7 +929,7 @@ def test_racing_cancellations_refund_once(member_a, voucher, redemption_content_
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_racing_reject_and_cancel_refund_once_and_one_of_them_is_refused(
     member_a, voucher, redemption_content_type
 ):
