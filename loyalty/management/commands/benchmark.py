@@ -1,0 +1,164 @@
+"""`python manage.py benchmark ledger`: the ledger's throughput, each figure next to its raw-driver floor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import django
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.utils import timezone
+
+from loyalty.benchmarks import ledger as ledger_benchmark
+from loyalty.benchmarks.base import format_table, throwaway_database
+
+BENCHMARKS = {"ledger": ledger_benchmark}
+
+HELP = """\
+Measure the points ledger on the configured database (SQLite by default,
+PostgreSQL with DATABASE_URL) and compare every figure with a floor measured in
+the same run: the same SQL statements issued through the raw database driver,
+without the Python around them. ratio = ours / floor; 1.0 means our code adds
+nothing to what the statements cost.
+
+Operations:
+  credit     ledger.credit on many accounts. Floor: BEGIN; SELECT the account
+             FOR NO KEY UPDATE; INSERT the entry RETURNING id; INSERT the lot;
+             UPDATE the account; COMMIT.
+  debit      ledger.debit on accounts holding 100 lots each, every debit taking
+             from two lots. Floor: as credit, plus the running-sum query for the
+             lots needed, the UPDATE of those lots and the INSERT of allocations.
+  expire     ledger.expire_due_lots over N due lots (about 10 per account).
+             Floor: the job's set-based batches as raw statements.
+  reconcile  ledger.reconcile over every entry the run made. Floor: the same
+             statements replayed raw. The run fails if reconcile is not clean.
+
+It never touches your data: it creates a throwaway database the way Django's
+test runner does (bench_<NAME> on PostgreSQL, a temporary file on SQLite),
+bulk-loads it with set-based SQL, and drops it at the end, even on error.
+
+Targets (set for PostgreSQL): credit ratio at least 0.5; expiring 1,000,000
+lots in under 15 s (projected linearly when --lots is another number).
+
+Prints a table and writes JSON (figures, statement counts, the SQL one credit
+and one debit issue, targets) to --json, bench-results/<name>.json by default.
+"""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
+class Command(BaseCommand):
+    help = HELP
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        return parser
+
+    def add_arguments(self, parser):
+        parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="Which benchmark to run.")
+        parser.add_argument(
+            "--scale",
+            choices=["small", "full"],
+            default="full",
+            help=(
+                "small: quick numbers for CI and tests (200 credits, 100 debits, 2,000 lots). "
+                "full (default): 10,000 credits, 5,000 debits, 1,000,000 lots on PostgreSQL; "
+                "5,000, 2,500 and 100,000 on SQLite."
+            ),
+        )
+        parser.add_argument("--credits", type=positive_int, help="Number of credits (overrides the scale).")
+        parser.add_argument("--debits", type=positive_int, help="Number of debits (overrides the scale).")
+        parser.add_argument(
+            "--lots", type=positive_int, help="Number of lots to expire (overrides the scale)."
+        )
+        parser.add_argument(
+            "--json",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help="Where to write the results (default: bench-results/<benchmark>.json in the project).",
+        )
+
+    def handle(self, *args, **options):
+        name = options["benchmark"]
+        module = BENCHMARKS[name]
+        defaults = module.default_counts(options["scale"], connection.vendor)
+        counts = module.Counts(
+            credits=options["credits"] or defaults.credits,
+            debits=options["debits"] or defaults.debits,
+            lots=options["lots"] or defaults.lots,
+        )
+        path = options["json"] or Path(settings.BASE_DIR) / "bench-results" / f"{name}.json"
+        verbose = options["verbosity"] >= 1
+        started = timezone.now()
+        load_before = _load_average()
+
+        def log(message: str) -> None:
+            if verbose:
+                self.stderr.write(message)
+
+        with throwaway_database() as bench:
+            log(f"benchmarking the {name} on {bench.vendor} database {bench.settings_dict['NAME']}")
+            database = {
+                "vendor": bench.vendor,
+                "version": ".".join(map(str, bench.get_database_version())),
+                "name": bench.settings_dict["NAME"],
+            }
+            report = module.run(counts, log=log)
+
+        results = {
+            "benchmark": name,
+            "scale": options["scale"],
+            "counts": vars(counts),
+            "database": database,
+            "machine": {
+                "python": platform.python_version(),
+                "django": django.get_version(),
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                # Other work on the machine skews absolute rates more than ratios.
+                "load_average": {"before": load_before, "after": _load_average()},
+            },
+            "started_at": started.isoformat(),
+            "setup_seconds": round(report.setup_seconds, 2),
+            "operations": [m.as_dict() for m in report.measurements],
+            "targets": report.targets,
+            "problems": report.problems,
+            "ledger_sql": report.sql,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+
+        self.stdout.write(
+            f"{name} benchmark on {database['vendor']} {database['version']}, scale {options['scale']}"
+        )
+        self.stdout.write(format_table(report.measurements))
+        for target in report.targets:
+            verdict = "met" if target["met"] else "MISSED"
+            scope = "" if target["applies"] else " (set for PostgreSQL; shown for information)"
+            projected = " (projected)" if target.get("projected") else ""
+            self.stdout.write(f"target: {target['target']}: {target['value']}{projected}, {verdict}{scope}")
+        self.stdout.write(f"results written to {path}")
+        if report.problems:
+            raise CommandError("The benchmark found problems: " + " ".join(report.problems))
