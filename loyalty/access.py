@@ -108,10 +108,10 @@ def get_for_staff_or_404(queryset: QuerySet, user, *, program_field: str = "prog
 
 
 def scope_to_member(queryset: QuerySet, user, *, member_field: str = "member") -> QuerySet:
-    """Narrow a queryset to rows of the member logged in as `user`."""
+    """Narrow a queryset to rows of the member logged in as `user` (member_field="" for members)."""
     if user_role(user) != Role.MEMBER:
         return queryset.none()
-    return queryset.filter(**{f"{member_field}__user": user})
+    return queryset.filter(**{f"{member_field}__user" if member_field else "user": user})
 
 
 def get_for_member_or_404(queryset: QuerySet, user, *, member_field: str = "member", **lookup) -> Model:
