@@ -195,7 +195,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Tables ----------------------------------------------------------------
-DJANGO_TABLES2_TEMPLATE = "django_tables2/semantic.html"
+DJANGO_TABLES2_TEMPLATE = "django_tables2/loyalty.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table"}
 
 SESSION_COOKIE_HTTPONLY = True

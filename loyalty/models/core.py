@@ -347,6 +347,12 @@ class PointLot(models.Model):
                 name="lot_due_activation",
                 condition=Q(pending=True),
             ),
+            # One member's upcoming pending points, and their used-up lots newest
+            # first (explain): both independent of the size of the program.
+            models.Index(
+                fields=["account", "available_from"], name="lot_account_pending", condition=Q(pending=True)
+            ),
+            models.Index(fields=["account", "-id"], name="lot_account_closed", condition=Q(remaining=0)),
         ]
 
     def __str__(self) -> str:
