@@ -163,6 +163,7 @@ def milestones_pay(
             if posting is None or posting.replayed:
                 report.already_paid += 1
             else:
+                # The report's counters are named after the rule kinds.
                 setattr(report, rule.kind, getattr(report, rule.kind) + 1)
                 report.points += rule.points
                 report.entries.append(posting.entry.pk)

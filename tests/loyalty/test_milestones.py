@@ -318,3 +318,13 @@ def test_the_command_refuses_an_inactive_program(program_a, birthday_rule):
 
     with pytest.raises(CommandError, match="inactive"):
         run_command("--program", "program-a")
+
+
+def test_the_job_is_on_the_beat_every_hour_at_minute_ten(settings):
+    from config.celery_app import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["pay-milestones"]
+    assert entry["task"] == "loyalty.tasks.pay_milestones"
+    assert (entry["schedule"].minute, entry["schedule"].hour) == ({10}, set(range(24)))
+    app.loader.import_default_modules()
+    assert entry["task"] in app.tasks

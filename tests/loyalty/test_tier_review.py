@@ -198,3 +198,14 @@ def test_the_command_refuses_bad_input_and_changes_nothing(gold, program_a, args
 
     member.refresh_from_db()
     assert member.tier == gold
+
+
+def test_the_review_is_on_the_beat_on_the_first_of_every_month(settings):
+    from config.celery_app import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["review-tiers"]
+    assert entry["task"] == "loyalty.tasks.review_tiers"
+    schedule = entry["schedule"]
+    assert (schedule.day_of_month, schedule.hour, schedule.minute) == ({1}, {3}, {0})
+    app.loader.import_default_modules()
+    assert entry["task"] in app.tasks
