@@ -8,8 +8,11 @@ import re
 
 import pytest
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.messages.storage.cookie import CookieStorage
 from django.core import mail
+from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import reverse
 
@@ -300,3 +303,20 @@ def test_every_auth_page_renders_in_the_shell(client, db, url_name):
 
     assert response.status_code == 200
     assert 'class="site-header"' in response.content.decode()
+
+
+# --- The shell ---------------------------------------------------------------------------------------
+
+
+def test_the_shell_shows_flash_messages_with_their_level(rf, agent_a):
+    request = rf.get("/")
+    request.user = agent_a
+    request._messages = CookieStorage(request)
+    messages.success(request, "Adjustment posted.")
+    messages.error(request, "That member is closed.")
+
+    html = render_to_string("base.html", request=request)
+
+    assert '<li class="message message-success">Adjustment posted.</li>' in html
+    assert '<li class="message message-error">That member is closed.</li>' in html
+    assert 'role="status"' in html
