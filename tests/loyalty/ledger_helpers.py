@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Max, Sum
+from django.db.models import Sum
 
 from loyalty import ledger
 from loyalty.ledger import Actor
@@ -105,10 +105,10 @@ def ledger_problems(accounts=None) -> list[str]:
     Checks, per account: balance and pending are the sums of the entries and agree
     with the last entry; spendable lots hold exactly max(balance, 0) and pending lots
     exactly `pending`; lifetime_expired is what the expire entries took; each entry's
-    balance_after and pending_after follow from the entry before it. Per lot:
-    0 <= remaining <= original and remaining == original - allocated - expired; an
-    expired lot was expired by exactly one entry, whose points are what its lots lost.
-    Per entry: a reason and an actor. And `ledger.reconcile()` finds nothing.
+    balance_after and pending_after follow from the entry before it (no lost update).
+    Per lot: 0 <= remaining <= original and remaining == original - allocated - expired;
+    an expired lot was expired by exactly one entry, whose points are what its lots
+    lost. Per entry: a non-blank reason and actor. And `ledger.reconcile()` finds nothing.
     """
     problems = [f"reconcile: {d}" for d in ledger.reconcile()]
     account_qs = PointsAccount.objects.all()
@@ -117,69 +117,80 @@ def ledger_problems(accounts=None) -> list[str]:
     rows = {a.pk: a for a in account_qs}
     ids = list(rows)
 
-    sums = {
-        r["account"]: r
-        for r in LedgerEntry.objects.filter(account__in=ids)
-        .values("account")
-        .annotate(points=Sum("points"), pending=Sum("pending_points"), n=Count("id"))
-    }
-    last_ids = (
-        LedgerEntry.objects.filter(account__in=ids).values("account").annotate(last=Max("id")).values("last")
-    )
-    last = {
-        account_id: (balance_after, pending_after)
-        for account_id, balance_after, pending_after in LedgerEntry.objects.filter(
-            pk__in=last_ids
-        ).values_list("account", "balance_after", "pending_after")
-    }
-    expired_by_entries = dict(
-        LedgerEntry.objects.filter(account__in=ids, kind=Kind.EXPIRE)
-        .values("account")
-        .annotate(total=Sum("points"))
-        .values_list("account", "total")
-    )
-    live, pend = defaultdict(int), defaultdict(int)
+    # One pass over the entries, oldest first per account.
+    totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # sum of points, of pending_points
+    last: dict[int, tuple[int, int]] = {}
+    expired_by_entries: dict[int, int] = defaultdict(int)
+    expire_entries: dict[int, int] = {}
+    for pk, account_id, kind, points, pending_points, balance_after, pending_after, reason, actor_label in (
+        LedgerEntry.objects.filter(account__in=ids)
+        .order_by("account", "id")
+        .values_list(
+            "pk",
+            "account",
+            "kind",
+            "points",
+            "pending_points",
+            "balance_after",
+            "pending_after",
+            "reason",
+            "actor_label",
+        )
+    ):
+        before = last.get(account_id, (0, 0))
+        if (before[0] + points, before[1] + pending_points) != (balance_after, pending_after):
+            problems.append(
+                f"entry {pk}: after ({balance_after}, {pending_after}) but the entry before it and its "
+                f"points make ({before[0] + points}, {before[1] + pending_points})"
+            )
+        last[account_id] = (balance_after, pending_after)
+        totals[account_id][0] += points
+        totals[account_id][1] += pending_points
+        if kind == Kind.EXPIRE:
+            expired_by_entries[account_id] -= points
+            expire_entries[pk] = -points
+        if not reason.strip() or not actor_label.strip():
+            problems.append(f"entry {pk}: no reason or no actor ({reason!r}, {actor_label!r})")
+
     taken = dict(
         PointAllocation.objects.filter(lot__account__in=ids)
         .values("lot")
         .annotate(total=Sum("points"))
         .values_list("lot", "total")
     )
-    expired_per_entry = defaultdict(int)
-    for lot in PointLot.objects.filter(account__in=ids).only(
-        "account_id", "original", "remaining", "expired", "pending", "expiry_entry_id"
-    ):
-        (pend if lot.pending else live)[lot.account_id] += lot.remaining
-        if not 0 <= lot.remaining <= lot.original:
-            problems.append(f"lot {lot.pk}: remaining {lot.remaining} outside 0..{lot.original}")
-        expected = lot.original - taken.get(lot.pk, 0) - lot.expired
-        if lot.remaining != expected:
-            problems.append(
-                f"lot {lot.pk}: remaining {lot.remaining} != original - allocated - expired {expected}"
-            )
-        if lot.expiry_entry_id is not None:
-            expired_per_entry[lot.expiry_entry_id] += lot.expired
-            if lot.remaining:
-                problems.append(f"lot {lot.pk}: expired but {lot.remaining} remain")
-        elif lot.expired:
-            problems.append(f"lot {lot.pk}: {lot.expired} expired without an expire entry")
-    for entry_id, points in LedgerEntry.objects.filter(account__in=ids, kind=Kind.EXPIRE).values_list(
-        "pk", "points"
-    ):
+    live, pend = defaultdict(int), defaultdict(int)
+    expired_per_entry: dict[int, int] = defaultdict(int)
+    for pk, account_id, original, remaining, expired, pending, expiry_entry_id in PointLot.objects.filter(
+        account__in=ids
+    ).values_list("pk", "account", "original", "remaining", "expired", "pending", "expiry_entry"):
+        (pend if pending else live)[account_id] += remaining
+        if not 0 <= remaining <= original:
+            problems.append(f"lot {pk}: remaining {remaining} outside 0..{original}")
+        expected = original - taken.get(pk, 0) - expired
+        if remaining != expected:
+            problems.append(f"lot {pk}: remaining {remaining} != original - allocated - expired {expected}")
+        if expiry_entry_id is not None:
+            expired_per_entry[expiry_entry_id] += expired
+            if remaining:
+                problems.append(f"lot {pk}: expired but {remaining} remain")
+        elif expired:
+            problems.append(f"lot {pk}: {expired} expired without an expire entry")
+    for entry_id, took in expire_entries.items():
         lost = expired_per_entry.get(entry_id, 0)
-        if -points != lost:
-            problems.append(f"expire entry {entry_id}: took {-points} but its lots lost {lost}")
+        if took != lost:
+            problems.append(f"expire entry {entry_id}: took {took} but its lots lost {lost}")
 
     for pk, account in rows.items():
-        s = sums.get(pk, {"points": 0, "pending": 0})
         checks = {
-            "balance == sum(entry.points)": (account.balance, s["points"]),
-            "pending == sum(entry.pending_points)": (account.pending, s["pending"]),
-            "balance == last balance_after": (account.balance, last.get(pk, (0, 0))[0]),
-            "pending == last pending_after": (account.pending, last.get(pk, (0, 0))[1]),
+            "balance == sum(entry.points)": (account.balance, totals[pk][0]),
+            "pending == sum(entry.pending_points)": (account.pending, totals[pk][1]),
+            "(balance, pending) == the last entry's": (
+                (account.balance, account.pending),
+                last.get(pk, (0, 0)),
+            ),
             "live lots == max(balance, 0)": (max(account.balance, 0), live[pk]),
             "pending lots == pending": (account.pending, pend[pk]),
-            "lifetime_expired == expire entries": (account.lifetime_expired, -expired_by_entries.get(pk, 0)),
+            "lifetime_expired == expire entries": (account.lifetime_expired, expired_by_entries[pk]),
         }
         problems += [
             f"account {pk}: {name}: {expected} != {actual}"
@@ -188,27 +199,6 @@ def ledger_problems(accounts=None) -> list[str]:
         ]
         if account.pending < 0:
             problems.append(f"account {pk}: pending {account.pending} is negative")
-
-    # Each entry's balance_after is the previous one plus its points: no lost update.
-    running: dict[int, tuple[int, int]] = {}
-    for pk, account_id, points, pending_points, balance_after, pending_after in (
-        LedgerEntry.objects.filter(account__in=ids)
-        .order_by("account", "id")
-        .values_list("pk", "account", "points", "pending_points", "balance_after", "pending_after")
-    ):
-        balance, pending = running.get(account_id, (0, 0))
-        balance, pending = balance + points, pending + pending_points
-        if (balance, pending) != (balance_after, pending_after):
-            problems.append(
-                f"entry {pk}: after ({balance_after}, {pending_after}) but the entries add up to "
-                f"({balance}, {pending})"
-            )
-        running[account_id] = (balance_after, pending_after)
-
-    unexplained = LedgerEntry.objects.filter(account__in=ids).filter(reason="") | LedgerEntry.objects.filter(
-        account__in=ids, actor_label=""
-    )
-    problems += [f"entry {pk}: no reason or no actor" for pk in unexplained.values_list("pk", flat=True)]
     return problems
 
 

@@ -1067,6 +1067,23 @@ def test_reconcile_reports_a_tampered_lot(account):
     PointLot.objects.filter(pk=lot.pk).update(remaining=100)
 
 
+def test_the_invariants_checker_notices_what_reconcile_does_and_more(account, other_account):
+    # A guard for the tests themselves: the checker every test relies on is not vacuous.
+    earn(account, 100)
+    lot = lot_of(earn(other_account, 10))
+    PointsAccount.objects.filter(pk=account.pk).update(balance=90, lifetime_expired=3)
+    PointLot.objects.filter(pk=lot.pk).update(remaining=9)
+
+    problems = "\n".join(ledger_problems())
+
+    assert f"account {account.pk}: balance == sum(entry.points): 90 != 100" in problems
+    assert f"account {account.pk}: lifetime_expired == expire entries: 3 != 0" in problems
+    assert f"lot {lot.pk}: remaining 9 != original - allocated - expired 10" in problems
+    assert f"account {other_account.pk}: live lots == max(balance, 0): 10 != 9" in problems
+    PointsAccount.objects.filter(pk=account.pk).update(balance=100, lifetime_expired=0)
+    PointLot.objects.filter(pk=lot.pk).update(remaining=10)
+
+
 def test_reconcile_can_be_limited_to_one_program(account, account_of_b):
     earn(account, 10)
     earn(account_of_b, 10)
