@@ -52,21 +52,12 @@ def chromium():
 
 
 @pytest.fixture(autouse=True)
-def _role_groups(transactional_db, django_db_serialized_rollback):
-    """The role groups the migrations made, present before any cast fixture runs.
+def _live_database(transactional_db):
+    """The live server needs committed rows, so every browser test is transactional.
 
-    The live server needs transactional tests, and those empty every table when
-    they end, the groups included. Serialized rollback restores the migrated rows
-    before each test; the sync below covers a run where the snapshot came out
-    empty (it is idempotent and cheap when the groups are there).
+    Each such test empties every table when it ends; the post_migrate handler of
+    the loyalty app puts the role groups back (see loyalty/apps.py).
     """
-    from django.apps import apps
-    from django.contrib.auth.models import Group
-
-    from loyalty.roles import GROUP_NAMES, sync_role_groups
-
-    if Group.objects.filter(name__in=GROUP_NAMES.values()).count() < len(GROUP_NAMES):
-        sync_role_groups(apps)
 
 
 @pytest.fixture
