@@ -208,6 +208,8 @@ class ImmutableModel(models.Model):
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise ImmutableRecordError(f"{type(self).__name__} rows are immutable; post a correction.")
+        # Always an INSERT: a new instance carrying an existing pk must fail, not overwrite.
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

@@ -87,12 +87,6 @@ def test_a_queryset_refuses_delete(posted, unchanged, model):
         model.objects.filter(pk__gt=0).delete()
 
 
-@pytest.mark.xfail(
-    ON_SQLITE,
-    strict=True,
-    reason="ImmutableModel.save() lets a new instance carrying an existing pk UPDATE that row; "
-    "only PostgreSQL's trigger stops it (fix: save with force_insert=True when adding)",
-)
 def test_saving_a_new_instance_with_an_existing_entry_id_does_not_overwrite_it(posted, unchanged):
     entry = posted[0]
     forged = LedgerEntry(**{f.attname: getattr(entry, f.attname) for f in LedgerEntry._meta.concrete_fields})
@@ -100,6 +94,7 @@ def test_saving_a_new_instance_with_an_existing_entry_id_does_not_overwrite_it(p
 
     with pytest.raises((ImmutableRecordError, DatabaseError)), transaction.atomic():
         forged.save()
+    assert LedgerEntry.objects.get(pk=entry.pk).reason == entry.reason
 
 
 def test_a_bulk_update_is_refused(posted, unchanged):
