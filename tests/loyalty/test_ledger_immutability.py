@@ -4,14 +4,12 @@ changes everywhere, and on PostgreSQL a trigger refuses them even from raw SQL."
 import copy
 
 import pytest
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from loyalty.models import LedgerEntry, PointAllocation, PointsAccount
 from loyalty.models.core import ImmutableRecordError
 from tests.loyalty.ledger_helpers import assert_ledger_consistent, earn, redeem, snapshot
 
-ON_SQLITE = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
 TRIGGER_MESSAGE = "rows are immutable: post a correcting entry instead"
 
 
