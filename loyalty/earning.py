@@ -273,8 +273,13 @@ def activity_post(
     actor: Actor,
     amount=None,
     occurred_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> ActivityResult:
-    """Post an activity's points once per reference; returns what it earned, part by part."""
+    """Post an activity's points once per reference; returns what it earned, part by part.
+
+    `now` is the posting clock (default: the real time), as in the ledger; the
+    demo and tests use it to post history in the past.
+    """
     if not reference or not reference.strip():
         raise ApplicationError("A reference for the event is required.", field="reference")
     # Only what the caller sent identifies the request: a defaulted time would
@@ -288,8 +293,8 @@ def activity_post(
         "amount": None if value is None else str(value),
         "occurred_at": occurred_at.astimezone(UTC).isoformat() if occurred_at else None,
     }
-    occurred_at = occurred_at or timezone.now()
-    if occurred_at > timezone.now() + timedelta(minutes=5):
+    occurred_at = occurred_at or now or timezone.now()
+    if occurred_at > (now or timezone.now()) + timedelta(minutes=5):
         raise ApplicationError("The event cannot be in the future.", field="occurred_at")
     key = _activity_key(code, reference.strip())
     with transaction.atomic():
@@ -317,11 +322,12 @@ def activity_post(
             occurred_at=occurred_at,
             reference=reference.strip(),
             breakdown={**calc.as_breakdown(), "request": request},
+            now=now,
             **_timing(rule, member.program, code, occurred_at),
         )
         for line in calc.promotions:
             _spend_budget(line)
-        bonuses = _challenge_and_streak_bonuses(member, account, code, occurred_at, actor, source)
+        bonuses = _challenge_and_streak_bonuses(member, account, code, occurred_at, actor, source, now)
         tiers.tier_upgrade_check(member=member, actor_label=actor.label, now=occurred_at)
     return ActivityResult(calculation=calc, posting=posting, bonuses=bonuses)
 
@@ -354,7 +360,7 @@ def _spend_budget(line: PromotionLine) -> None:
     )
 
 
-def _challenge_and_streak_bonuses(member, account, code, at, actor, source) -> tuple[Posting, ...]:
+def _challenge_and_streak_bonuses(member, account, code, at, actor, source, now) -> tuple[Posting, ...]:
     bonuses = []
     for challenge in Challenge.objects.filter(
         program_id=member.program_id, activity_code=code, is_active=True, starts_at__lte=at, ends_at__gt=at
@@ -376,6 +382,7 @@ def _challenge_and_streak_bonuses(member, account, code, at, actor, source) -> t
                     actor,
                     source,
                     at,
+                    now,
                 )
             )
     for streak in Streak.objects.filter(program_id=member.program_id, activity_code=code, is_active=True):
@@ -390,6 +397,7 @@ def _challenge_and_streak_bonuses(member, account, code, at, actor, source) -> t
                     actor,
                     source,
                     at,
+                    now,
                 )
             )
     return tuple(posting for posting in bonuses if posting is not None and not posting.replayed)
@@ -421,7 +429,7 @@ def _streak_completed(streak: Streak, account, code: str, at: datetime, program:
     return None
 
 
-def _bonus(account, points, reason, key, actor, source, at) -> Posting | None:
+def _bonus(account, points, reason, key, actor, source, at, now) -> Posting | None:
     """Pay a challenge or streak bonus once per key; None when it was already paid.
 
     Every later qualifying action finds the bonus due again, but at another time:
@@ -438,6 +446,7 @@ def _bonus(account, points, reason, key, actor, source, at) -> Posting | None:
         idempotency_key=key,
         source=source,
         occurred_at=at,
+        now=now,
     )
 
 
@@ -460,6 +469,7 @@ def purchase_return(
     reference: str,
     source: str,
     actor: Actor,
+    now: datetime | None = None,
 ) -> ReturnResult:
     """Take back what a purchase earned (base, boosts, bonuses) in proportion to the amount returned.
 
@@ -531,6 +541,7 @@ def purchase_return(
             "idempotency_key": key,
             "source": source,
             "allow_debt": allow_debt,
+            "now": now,
         }
         try:
             posting = ledger.reverse(points=to_take, breakdown=breakdown, **common)
