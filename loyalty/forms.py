@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
@@ -88,4 +89,100 @@ class BalanceOnDateForm(forms.Form):
             raise forms.ValidationError(f"Pick a date from {EARLIEST_DAY:%Y-%m-%d} on.")
         if moment.day > today:
             raise forms.ValidationError("That is in the future: the member page shows today's balance.")
+        return moment
+
+
+# --- Redemptions ------------------------------------------------------------------
+
+
+class RedeemForm(forms.Form):
+    """An agent redeems a reward for a member. The hidden key makes a double submit redeem once."""
+
+    reward = forms.ModelChoiceField(
+        queryset=None,
+        widget=forms.RadioSelect,
+        empty_label=None,
+        error_messages={"invalid_choice": "Choose one of the rewards on offer now."},
+    )
+    idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, rewards, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reward"].queryset = rewards
+
+
+class RedemptionApproveForm(forms.Form):
+    """Approving needs nothing but the click (the service makes a second click a no-op)."""
+
+
+class RedemptionFulfilForm(forms.Form):
+    shipping_note = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Shipped items: carrier and tracking number. Vouchers get their code generated.",
+    )
+
+
+class RedemptionReasonForm(forms.Form):
+    """Reject or cancel: the reason is shown to the member and kept on the ledger."""
+
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_reason(self) -> str:
+        return " ".join(self.cleaned_data["reason"].split())
+
+
+# --- Shortfalls -------------------------------------------------------------------
+
+
+class ShortfallResolveForm(forms.Form):
+    note = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What was decided (written off, adjustment requested, member contacted...).",
+    )
+
+
+# --- Earn preview -----------------------------------------------------------------
+
+MAX_PREVIEW_AMOUNT = Decimal("10000000")
+PREVIEW_DAYS_AHEAD = 366
+
+
+class PreviewForm(forms.Form):
+    """'What would this earn?' Read in the program's time zone (the view switches to it)."""
+
+    activity = forms.ChoiceField(choices=())
+    amount = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.01"),
+        max_value=MAX_PREVIEW_AMOUNT,
+        max_digits=10,
+        decimal_places=2,
+        help_text="Purchases: the amount spent. Other activities earn fixed points.",
+    )
+    occurred_at = forms.DateTimeField(
+        label="When",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Empty: now. Promotions and caps depend on it.",
+    )
+
+    def __init__(self, *args, activities: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["activity"].choices = activities
+
+    def clean_occurred_at(self) -> datetime | None:
+        moment = self.cleaned_data["occurred_at"]
+        if moment is None:
+            return None
+        try:
+            local = timezone.localtime(moment)
+        except OverflowError:
+            raise forms.ValidationError("Pick a moment within the next year.") from None
+        if local.date() < EARLIEST_DAY:
+            raise forms.ValidationError(f"Pick a moment from {EARLIEST_DAY:%Y-%m-%d} on.")
+        if local.date() > timezone.localdate() + timedelta(days=PREVIEW_DAYS_AHEAD):
+            raise forms.ValidationError("Pick a moment within the next year.")
         return moment

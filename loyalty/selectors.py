@@ -8,6 +8,7 @@ screens built on them stay fast.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import reduce
@@ -17,8 +18,18 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, Value, prefet
 from django.db.models.functions import Coalesce, Replace
 from django.utils import timezone
 
-from loyalty.access import get_for_staff_or_404, scope_to_staff
-from loyalty.models import LedgerEntry, Member, PointAllocation, PointLot, PointsAccount
+from loyalty.access import get_for_staff_or_404, scope_to_staff, staff_programs
+from loyalty.models import (
+    EarningRule,
+    LedgerEntry,
+    Member,
+    PointAllocation,
+    PointLot,
+    PointsAccount,
+    PointsShortfall,
+    Redemption,
+    Reward,
+)
 
 Kind = LedgerEntry.Kind
 
@@ -407,18 +418,21 @@ class HistoryRow:
 HISTORY_EXCLUDED_FIELDS = ("created_at",)
 
 
-def history_rows(records: list, *, older=None) -> list[HistoryRow]:
+def history_rows(
+    records: list, *, older=None, excluded: tuple[str, ...] = HISTORY_EXCLUDED_FIELDS
+) -> list[HistoryRow]:
     """Each historical record (newest first) with its field changes against the one before it.
 
     `records` is one page of history newest first; `older` is the record just
-    before the oldest of them (or None), so no query is made per row.
+    before the oldest of them (or None), so no query is made per row. `excluded`
+    fields are left out of the changes (timestamps that move on every save).
     """
     rows = []
     following = [*records[1:], older]
     for record, previous in zip(records, following, strict=True):
         changes = []
         if previous is not None and record.history_type != "-":
-            delta = record.diff_against(previous, excluded_fields=HISTORY_EXCLUDED_FIELDS)
+            delta = record.diff_against(previous, excluded_fields=excluded)
             for change in delta.changes:
                 model_field = record.instance_type._meta.get_field(change.field)
                 # Choices read as their labels ("Active", not "active").
@@ -433,3 +447,141 @@ def history_rows(records: list, *, older=None) -> list[HistoryRow]:
                 )
         rows.append(HistoryRow(record=record, changes=changes))
     return rows
+
+
+# --- Queues across programs ------------------------------------------------------
+
+
+def staff_time_zone(*, user):
+    """The time zone of all the user's programs when they share one, else None (the site's default)."""
+    zones = list(
+        staff_programs(user).order_by("time_zone").values_list("time_zone", flat=True).distinct()[:2]
+    )
+    return zoneinfo.ZoneInfo(zones[0]) if len(zones) == 1 else None
+
+
+# --- Redemptions ------------------------------------------------------------------
+
+
+OPEN_REDEMPTION_STATUSES = (Redemption.Status.REQUESTED, Redemption.Status.APPROVED)
+
+
+def redemption_list(*, user) -> QuerySet[Redemption]:
+    """The redemptions of a staff user's programs, oldest first (a queue), with what the table shows."""
+    queryset = Redemption.objects.select_related("program", "member", "reward").order_by("created_at", "id")
+    return scope_to_staff(queryset, user)
+
+
+def redemption_get(*, user, pk: int) -> Redemption:
+    """One redemption with its member, account, reward and entries, or a 404 outside the user's programs."""
+    queryset = Redemption.objects.select_related(
+        "program",
+        "member__account",
+        "member__tier",
+        "reward__min_tier",
+        "requested_by",
+        "debit_entry",
+        "refund_entry",
+    )
+    return get_for_staff_or_404(queryset, user, pk=pk)
+
+
+REDEMPTION_HISTORY_EXCLUDED = (*HISTORY_EXCLUDED_FIELDS, "updated_at")
+
+
+def redemption_history(*, redemption: Redemption, limit: int = 50) -> tuple[list[HistoryRow], bool]:
+    """Who did what to a redemption, newest first, with the changes; and whether older records were cut."""
+    records = list(
+        redemption.history.select_related("history_user").order_by("-history_date", "-history_id")[
+            : limit + 1
+        ]
+    )
+    older = records[limit] if len(records) > limit else None
+    rows = history_rows(records[:limit], older=older, excluded=REDEMPTION_HISTORY_EXCLUDED)
+    return rows, older is not None
+
+
+@dataclass(frozen=True)
+class RewardOption:
+    """A reward an agent may redeem for a member, and what stands in the way, if anything."""
+
+    reward: Reward
+    affordable: bool
+    in_stock: bool
+    tier_ok: bool
+
+    @property
+    def blocked_by(self) -> str:
+        """Why the request would be refused now ("" when it would go through)."""
+        if not self.tier_ok:
+            return f"Needs the {self.reward.min_tier.name} tier"
+        if not self.in_stock:
+            return "Out of stock"
+        if not self.affordable:
+            return "Not enough points"
+        return ""
+
+
+def redeemable_rewards(*, member: Member, now: datetime | None = None) -> QuerySet[Reward]:
+    """The rewards of the member's program that are on offer now, cheapest first."""
+    now = now or timezone.now()
+    return (
+        Reward.objects.filter(program_id=member.program_id, is_active=True)
+        .filter(Q(active_from__isnull=True) | Q(active_from__lte=now))
+        .filter(Q(active_until__isnull=True) | Q(active_until__gt=now))
+        .select_related("min_tier")
+        .order_by("cost_points", "name", "id")
+    )
+
+
+def reward_options(*, member: Member, balance: int, now: datetime | None = None) -> list[RewardOption]:
+    """The catalogue as the redeem form shows it: each reward with whether this member can have it."""
+    tier = member.tier
+    options = []
+    for reward in redeemable_rewards(member=member, now=now):
+        needed = reward.min_tier
+        options.append(
+            RewardOption(
+                reward=reward,
+                affordable=balance >= reward.cost_points,
+                in_stock=reward.stock is None or reward.stock > 0,
+                tier_ok=needed is None or (tier is not None and tier.rank >= needed.rank),
+            )
+        )
+    return options
+
+
+# --- Shortfalls -------------------------------------------------------------------
+
+
+def shortfall_list(*, user) -> QuerySet[PointsShortfall]:
+    """Shortfalls of a staff user's programs: open ones first, then oldest first."""
+    queryset = PointsShortfall.objects.select_related("program", "member", "entry").order_by(
+        "status", "created_at", "id"
+    )
+    return scope_to_staff(queryset, user)
+
+
+def shortfall_get(*, user, pk: int) -> PointsShortfall:
+    queryset = PointsShortfall.objects.select_related("program", "member__account", "entry")
+    return get_for_staff_or_404(queryset, user, pk=pk)
+
+
+def shortfall_history(*, shortfall: PointsShortfall, limit: int = 50) -> list[HistoryRow]:
+    records = list(
+        shortfall.history.select_related("history_user").order_by("-history_date", "-history_id")[: limit + 1]
+    )
+    return history_rows(records[:limit], older=records[limit] if len(records) > limit else None)
+
+
+def open_shortfall_count(*, member: Member) -> int:
+    return PointsShortfall.objects.filter(member=member, status=PointsShortfall.Status.OPEN).count()
+
+
+# --- Earn preview -----------------------------------------------------------------
+
+
+def earning_activities(*, program) -> list[tuple[str, str]]:
+    """(code, name) of the program's active earning rules, for the preview's activity choice."""
+    rules = EarningRule.objects.filter(program=program, is_active=True).order_by("name", "activity_code")
+    return [(code, f"{name} ({code})") for code, name in rules.values_list("activity_code", "name")]

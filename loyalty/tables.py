@@ -12,9 +12,10 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator
 from django_tables2.export import TableExport
 
-from loyalty.models import LedgerEntry, Member
+from loyalty.models import LedgerEntry, Member, PointsShortfall, Redemption
 
 
 class CsvExport(TableExport):
@@ -181,3 +182,197 @@ class LedgerEntryTable(tables.Table):
     def __init__(self, *args, membership_number: str, **kwargs):
         self.membership_number = membership_number
         super().__init__(*args, **kwargs)
+
+
+REDEMPTION_BADGES = {
+    Redemption.Status.REQUESTED: "badge-warn",
+    Redemption.Status.APPROVED: "",
+    Redemption.Status.FULFILLED: "badge-ok",
+    Redemption.Status.REJECTED: "badge-danger",
+    Redemption.Status.CANCELLED: "",
+}
+
+
+class RedemptionTable(tables.Table):
+    """The redemption queue (oldest first by default; every column but the button sorts)."""
+
+    id = tables.Column(verbose_name="#", linkify=("loyalty:redemption_detail", {"pk": tables.A("pk")}))
+    created_at = tables.DateTimeColumn(verbose_name="Requested", format="Y-m-d H:i")
+    program = tables.Column(
+        verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
+    )
+    member = tables.Column(
+        verbose_name="Member", order_by=("member__last_name", "member__first_name", "member__id")
+    )
+    member_number = tables.Column(verbose_name="Number", accessor="member__membership_number")
+    reward = tables.Column(
+        verbose_name="Reward", accessor="reward__name", order_by=("reward__name", "created_at", "id")
+    )
+    points = tables.Column(attrs={"td": {"class": "num"}, "th": {"class": "num"}})
+    status = tables.Column()
+    channel = tables.Column()
+    voucher_code = tables.Column(verbose_name="Voucher", attrs={"td": {"class": "mono"}})
+    actions = tables.Column(verbose_name="", empty_values=(), orderable=False, exclude_from_export=True)
+
+    class Meta:
+        model = Redemption
+        fields = ()
+        sequence = (
+            "id",
+            "created_at",
+            "program",
+            "member",
+            "member_number",
+            "reward",
+            "points",
+            "status",
+            "channel",
+            "voucher_code",
+            "actions",
+        )
+        empty_text = "No redemption matches these filters."
+        row_attrs = {"id": lambda record: f"redemption-{record.pk}"}
+
+    def render_member(self, record):
+        return format_html('<a href="{}">{}</a>', record.member.get_absolute_url(), record.member.full_name)
+
+    def value_member(self, record):
+        return record.member.full_name
+
+    def render_member_number(self, record):
+        return format_html(
+            '<a class="mono" href="{}">{}</a>',
+            record.member.get_absolute_url(),
+            record.member.membership_number,
+        )
+
+    def value_member_number(self, record):
+        return record.member.membership_number
+
+    def value_created_at(self, value):
+        return timezone.localtime(value).isoformat()
+
+    def render_points(self, value):
+        return f"{value:,d}"
+
+    def value_points(self, value):
+        return value
+
+    def render_status(self, record):
+        return format_html(
+            '<span class="badge {}">{}</span>',
+            REDEMPTION_BADGES.get(record.status, ""),
+            record.get_status_display(),
+        )
+
+    def value_status(self, record):
+        return record.get_status_display()
+
+    def render_channel(self, record):
+        return record.get_channel_display()
+
+    def value_channel(self, record):
+        return record.get_channel_display()
+
+    def render_actions(self, record):
+        return format_html(
+            '<a class="btn btn-small" href="{}">Open</a>',
+            reverse("loyalty:redemption_detail", kwargs={"pk": record.pk}),
+        )
+
+
+SHORTFALL_BADGES = {PointsShortfall.Status.OPEN: "badge-warn", PointsShortfall.Status.RESOLVED: "badge-ok"}
+
+
+class ShortfallTable(tables.Table):
+    """Points returns could not take back: open ones first."""
+
+    id = tables.Column(verbose_name="#", linkify=("loyalty:shortfall_detail", {"pk": tables.A("pk")}))
+    created_at = tables.DateTimeColumn(verbose_name="Flagged", format="Y-m-d H:i")
+    program = tables.Column(
+        verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
+    )
+    member = tables.Column(
+        verbose_name="Member", order_by=("member__last_name", "member__first_name", "member__id")
+    )
+    member_number = tables.Column(verbose_name="Number", accessor="member__membership_number")
+    points = tables.Column(
+        verbose_name="Points short", attrs={"td": {"class": "num"}, "th": {"class": "num"}}
+    )
+    reference = tables.Column(verbose_name="Return reference")
+    entry = tables.Column(verbose_name="Purchase entry", accessor="entry_id", orderable=False)
+    status = tables.Column()
+    note = tables.Column(orderable=False)
+    actions = tables.Column(verbose_name="", empty_values=(), orderable=False, exclude_from_export=True)
+
+    class Meta:
+        model = PointsShortfall
+        fields = ()
+        sequence = (
+            "id",
+            "created_at",
+            "program",
+            "member",
+            "member_number",
+            "points",
+            "reference",
+            "entry",
+            "status",
+            "note",
+            "actions",
+        )
+        empty_text = "No shortfall matches these filters."
+        row_attrs = {"id": lambda record: f"shortfall-{record.pk}"}
+
+    def render_member(self, record):
+        return format_html('<a href="{}">{}</a>', record.member.get_absolute_url(), record.member.full_name)
+
+    def value_member(self, record):
+        return record.member.full_name
+
+    def render_member_number(self, record):
+        return format_html(
+            '<a class="mono" href="{}">{}</a>',
+            record.member.get_absolute_url(),
+            record.member.membership_number,
+        )
+
+    def value_member_number(self, record):
+        return record.member.membership_number
+
+    def value_created_at(self, value):
+        return timezone.localtime(value).isoformat()
+
+    def render_points(self, value):
+        return f"{value:,d}"
+
+    def value_points(self, value):
+        return value
+
+    def render_entry(self, record):
+        url = reverse("loyalty:member_ledger", kwargs={"number": record.member.membership_number})
+        return format_html('<a href="{}?entry={}">#{}</a>', url, record.entry_id, record.entry_id)
+
+    def value_entry(self, record):
+        return record.entry_id
+
+    def render_status(self, record):
+        return format_html(
+            '<span class="badge {}">{}</span>',
+            SHORTFALL_BADGES.get(record.status, ""),
+            record.get_status_display(),
+        )
+
+    def value_status(self, record):
+        return record.get_status_display()
+
+    def render_note(self, value):
+        return Truncator(value).chars(80)
+
+    def render_actions(self, record):
+        label = "Resolve" if record.status == PointsShortfall.Status.OPEN else "Open"
+        return format_html(
+            '<a class="btn btn-small" href="{}">{}</a>',
+            reverse("loyalty:shortfall_detail", kwargs={"pk": record.pk}),
+            label,
+        )

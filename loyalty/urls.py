@@ -13,5 +13,13 @@ urlpatterns = [
     path("members/<str:number>/balance-on/", views.member_balance_on, name="member_balance_on"),
     path("members/<str:number>/history/", views.member_history, name="member_history"),
     path("members/<str:number>/adjust/", views.member_adjust, name="member_adjust"),
+    path("members/<str:number>/redeem/", views.member_redeem, name="member_redeem"),
+    path("members/<str:number>/preview/", views.member_preview, name="member_preview"),
+    path("redemptions/", views.redemption_list, name="redemption_list"),
+    path("redemptions/<int:pk>/", views.redemption_detail, name="redemption_detail"),
+    path("redemptions/<int:pk>/<slug:action>/", views.redemption_action, name="redemption_action"),
+    path("shortfalls/", views.shortfall_list, name="shortfall_list"),
+    path("shortfalls/<int:pk>/", views.shortfall_detail, name="shortfall_detail"),
+    path("shortfalls/<int:pk>/resolve/", views.shortfall_resolve_view, name="shortfall_resolve"),
     path("me/", portal_views.portal_home, name="portal_home"),
 ]
