@@ -10,16 +10,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from loyalty import ledger
+from loyalty import earning, ledger, redemptions
+from loyalty.errors import ApplicationError
 from loyalty.ledger import Actor
-from loyalty.models import LedgerEntry, Member, Program
+from loyalty.milestones import milestones_pay
+from loyalty.models import (
+    Challenge,
+    EarningRule,
+    LedgerEntry,
+    Member,
+    MilestoneRule,
+    Program,
+    Promotion,
+    Reward,
+    Tier,
+)
 from loyalty.roles import Role
 from loyalty.services import member_create, staff_user_create
+from loyalty.tier_review import tiers_review_all
 
 User = get_user_model()
 
@@ -122,16 +136,20 @@ class ProgramSpec:
     name: str
     members: int
     fields: dict
-    points_per_visit: tuple[int, int]
+    rules: tuple[dict, ...]
+    tiers: tuple[tuple[str, int, str, str], ...]  # name, threshold, multiplier, benefits
+    rewards: tuple[dict, ...]
+    milestones: tuple[dict, ...]
+    spend: tuple[int, int]  # purchase amount range, whole currency units
     visits_per_month: tuple[int, int]
-    reward_costs: tuple[int, ...]
+    activities: tuple[str, ...]  # other activity codes members do now and then
 
 
 PROGRAMS = (
     ProgramSpec(
         slug="bean-there",
         name="Bean There Coffee",
-        members=300,
+        members=280,
         fields={
             "currency": "EUR",
             "time_zone": "Europe/Berlin",
@@ -140,16 +158,43 @@ PROGRAMS = (
             "pending_days": 0,
             "negative_balance_policy": Program.NegativeBalancePolicy.FORBID,
             "adjustment_approval_threshold": 200,
-            "point_value": "0.0100",
+            "point_value": Decimal("0.0100"),
         },
-        points_per_visit=(5, 40),
-        visits_per_month=(0, 6),
-        reward_costs=(100, 150, 250),
+        rules=(
+            {
+                "activity_code": "purchase",
+                "name": "Coffee purchase",
+                "points_per_unit": Decimal("10"),
+                "cap_per_day": 300,
+            },
+            {"activity_code": "survey", "name": "Survey answered", "fixed_points": 20, "cap_per_month": 40},
+            {"activity_code": "review", "name": "Review written", "fixed_points": 15},
+            {"activity_code": "app_download", "name": "App downloaded", "fixed_points": 50},
+        ),
+        tiers=(
+            ("Bean", 0, "1.00", "Free refills on filter coffee."),
+            ("Silver", 1500, "1.25", "25% more points; birthday drink."),
+            ("Gold", 3000, "1.50", "50% more points; skip the queue with the app."),
+        ),
+        rewards=(
+            {"name": "Free coffee", "cost_points": 100},
+            {"name": "Pastry of your choice", "cost_points": 150},
+            {"name": "Bean There tote bag", "cost_points": 400, "stock": 25, "fulfilment": "shipment"},
+            {"name": "Barista class", "cost_points": 1200, "stock": 6, "min_tier": "Gold"},
+        ),
+        milestones=(
+            {"kind": "birthday", "points": 50},
+            {"kind": "anniversary", "points": 100},
+            {"kind": "lifetime", "points": 250, "threshold": 2500},
+        ),
+        spend=(2, 14),
+        visits_per_month=(0, 4),
+        activities=("survey", "review"),
     ),
     ProgramSpec(
         slug="skyhigh",
         name="SkyHigh Miles",
-        members=250,
+        members=220,
         fields={
             "currency": "USD",
             "time_zone": "America/New_York",
@@ -158,11 +203,38 @@ PROGRAMS = (
             "pending_days": 14,
             "negative_balance_policy": Program.NegativeBalancePolicy.ALLOW_DEBT,
             "adjustment_approval_threshold": 2000,
-            "point_value": "0.0120",
+            "point_value": Decimal("0.0120"),
         },
-        points_per_visit=(300, 4000),
+        rules=(
+            {
+                "activity_code": "purchase",
+                "name": "Flight booked",
+                "points_per_unit": Decimal("5"),
+                "rounding": "nearest",
+                "min_amount": Decimal("49"),
+            },
+            {"activity_code": "review", "name": "Flight reviewed", "fixed_points": 250, "cap_per_month": 500},
+            {"activity_code": "app_download", "name": "App downloaded", "fixed_points": 1000},
+        ),
+        tiers=(
+            ("Blue", 0, "1.00", "Members' fares."),
+            ("Silver", 25000, "1.25", "Priority check-in; 25% bonus miles."),
+            ("Gold", 45000, "1.50", "Lounge access; 50% bonus miles."),
+            ("Platinum", 80000, "2.00", "Upgrades on request; double miles."),
+        ),
+        rewards=(
+            {"name": "Lounge day pass", "cost_points": 5000},
+            {"name": "Seat upgrade", "cost_points": 12500, "min_tier": "Silver"},
+            {"name": "Return flight in Europe", "cost_points": 25000, "stock": 40},
+            {"name": "Model aircraft", "cost_points": 8000, "stock": 15, "fulfilment": "shipment"},
+        ),
+        milestones=(
+            {"kind": "birthday", "points": 1000},
+            {"kind": "lifetime", "points": 5000, "threshold": 100000},
+        ),
+        spend=(60, 900),
         visits_per_month=(0, 2),
-        reward_costs=(5000, 12500, 25000),
+        activities=("review",),
     ),
 )
 
@@ -183,8 +255,67 @@ def seed_demo(*, months: int = 12, log=print) -> list[DemoLogin]:
 
 
 def _program(spec: ProgramSpec) -> Program:
-    program, _ = Program.objects.get_or_create(slug=spec.slug, defaults={"name": spec.name, **spec.fields})
+    program, created = Program.objects.get_or_create(
+        slug=spec.slug, defaults={"name": spec.name, **spec.fields}
+    )
+    if created:
+        _program_rules(spec, program)
     return program
+
+
+def _program_rules(spec: ProgramSpec, program: Program) -> None:
+    for rule in spec.rules:
+        EarningRule.objects.create(program=program, **rule)
+    tiers = {
+        name: Tier.objects.create(
+            program=program,
+            name=name,
+            rank=rank,
+            threshold=threshold,
+            multiplier=Decimal(multiplier),
+            benefits=benefits,
+        )
+        for rank, (name, threshold, multiplier, benefits) in enumerate(spec.tiers, start=1)
+    }
+    for reward in spec.rewards:
+        Reward.objects.create(program=program, **{**reward, "min_tier": tiers.get(reward.get("min_tier"))})
+    for milestone in spec.milestones:
+        MilestoneRule.objects.create(program=program, **milestone)
+    now = timezone.now()
+    # A promotion running now, and a challenge for this month, so agents see them at work.
+    if spec.slug == "bean-there":
+        promotion = Promotion.objects.create(
+            program=program,
+            name="Autumn double points",
+            kind=Promotion.Kind.MULTIPLIER,
+            multiplier=Decimal("2"),
+            starts_at=now - timedelta(days=20),
+            ends_at=now + timedelta(days=10),
+            activity_codes=["purchase"],
+            budget_points=60000,
+        )
+    else:
+        promotion = Promotion.objects.create(
+            program=program,
+            name="Winter bonus miles",
+            kind=Promotion.Kind.FIXED_BONUS,
+            bonus_points=500,
+            starts_at=now - timedelta(days=30),
+            ends_at=now + timedelta(days=30),
+            activity_codes=["purchase"],
+            budget_points=150000,
+            max_uses=400,
+        )
+    promotion.tiers.set([])
+    Challenge.objects.create(
+        program=program,
+        name="Five visits this month",
+        activity_code="purchase",
+        required_count=5,
+        starts_at=now - timedelta(days=25),
+        ends_at=now + timedelta(days=5),
+        bonus_points=100 if spec.slug == "bean-there" else 2000,
+    )
 
 
 def _staff_users(programs: dict[str, Program]) -> list[DemoLogin]:
@@ -259,10 +390,12 @@ def _seed_program(spec: ProgramSpec, program: Program, *, months: int, rng: rand
             ledger.activate_pending_lots(now=month_end)
             ledger.expire_due_lots(now=month_end)
         month_start = month_end
+    # Today's jobs, as the beat would have run them.
+    milestones_pay(now=now, program=program)
+    tiers_review_all(now=now, program=program)
 
 
 def _member_month(spec, member, begin: datetime, end: datetime, rng, actor) -> None:
-    account = member.account
     # Visits at least ten minutes apart and an hour before the month's jobs run, so
     # every account's entries are posted in time order (what balance-as-of relies on).
     span = int((end - begin).total_seconds()) - 3600
@@ -275,53 +408,84 @@ def _member_month(spec, member, begin: datetime, end: datetime, rng, actor) -> N
         if last is None or moment >= last + timedelta(minutes=10):
             moments.append(moment)
             last = moment
-    for moment in moments:
-        key = f"demo:{member.membership_number}:{moment.timestamp():.0f}"
-        amount = rng.randint(*spec.points_per_visit)
-        earned = ledger.credit(
-            account=account,
-            points=amount,
-            reason="Purchase",
-            actor=actor,
-            idempotency_key=f"{key}:earn",
-            source=LedgerEntry.Source.API,
-            reference=f"POS-{rng.randint(100000, 999999)}",
+    rewards = _affordable_rewards(member.program)
+    for index, moment in enumerate(moments):
+        reference = f"DEMO-{member.membership_number}-{moment.timestamp():.0f}"
+        amount = Decimal(rng.randint(spec.spend[0] * 100, spec.spend[1] * 100)) / 100
+        bought = earning.activity_post(
+            member=member,
+            code="purchase",
+            reference=reference,
+            amount=amount,
             occurred_at=moment,
-            breakdown={"base": amount},
+            source=LedgerEntry.Source.API,
+            actor=actor,
             now=moment,
         )
         roll = rng.random()
-        if roll < 0.04 and spec.fields["pending_days"]:
-            # A returned purchase inside the waiting period takes its points back.
-            ledger.reverse(
-                entry=earned.entry,
-                reason="Purchase returned",
-                actor=actor,
-                idempotency_key=f"{key}:return",
+        if roll < 0.04 and bought.posting:
+            # Some purchases come back, in part or in full.
+            earning.purchase_return(
+                member=member,
+                original_reference=reference,
+                reference=f"{reference}-R",
+                amount=amount if roll < 0.02 else (amount / 2).quantize(Decimal("0.01")),
                 source=LedgerEntry.Source.API,
+                actor=actor,
                 now=moment + timedelta(minutes=3),
             )
-        elif roll < 0.20:
-            cost = rng.choice(spec.reward_costs)
-            if earned.balance >= cost:
-                ledger.debit(
-                    account=account,
-                    points=cost,
-                    reason=f"Reward redeemed ({cost} points)",
-                    actor=actor,
-                    idempotency_key=f"{key}:redeem",
-                    source=LedgerEntry.Source.PORTAL,
-                    now=moment + timedelta(minutes=5),
-                )
-        elif roll < 0.23:
-            ledger.credit(
-                account=account,
-                points=rng.choice((25, 50, 100)) * (10 if spec.slug == "skyhigh" else 1),
-                kind=LedgerEntry.Kind.BONUS,
-                reason="Welcome back bonus",
-                actor=actor,
-                idempotency_key=f"{key}:bonus",
-                source=LedgerEntry.Source.JOB,
+        elif roll < 0.10 and index == 0 and spec.activities:
+            earning.activity_post(
+                member=member,
+                code=rng.choice(spec.activities),
+                reference=f"{reference}-A",
                 occurred_at=moment,
+                source=LedgerEntry.Source.API,
+                actor=actor,
                 now=moment + timedelta(minutes=1),
             )
+        elif roll < 0.26:
+            _redeem(member, rewards, rng, actor, moment + timedelta(minutes=5), reference)
+
+
+def _affordable_rewards(program: Program) -> list[Reward]:
+    return list(Reward.objects.filter(program=program, is_active=True).order_by("cost_points"))
+
+
+def _redeem(member, rewards, rng, actor, moment, reference) -> None:
+    """A redemption, then what happens to it: most are fulfilled, some stay open, a few fail."""
+    account = ledger.lock_accounts([member.account.pk])[member.account.pk]
+    choices = [reward for reward in rewards if reward.cost_points <= account.balance]
+    if not choices:
+        return
+    try:
+        result = redemptions.redemption_request(
+            member=member,
+            reward=rng.choice(choices),
+            idempotency_key=f"{reference}-X",
+            channel=LedgerEntry.Source.PORTAL,
+            actor=actor,
+            now=moment,
+        )
+    except ApplicationError:
+        return  # out of stock, tier too low: the member just did not get it
+    # Decided a minute later: still before the member's next visit (ten minutes apart).
+    redemption, fate, later = result.redemption, rng.random(), moment + timedelta(minutes=1)
+    if fate < 0.05:
+        redemptions.redemption_reject(
+            redemption=redemption, actor=actor, reason="Address could not be verified", now=later
+        )
+    elif fate < 0.10:
+        redemptions.redemption_cancel(
+            redemption=redemption, actor=actor, reason="Member changed their mind", now=later
+        )
+    elif fate < 0.97 or moment < timezone.now() - timedelta(days=14):
+        redemptions.redemption_approve(redemption=redemption, actor=actor, now=later)
+        redemptions.redemption_fulfil(
+            redemption=redemption,
+            actor=actor,
+            now=later,
+            shipping_note="Sent by tracked post, parcel DEMO-" + str(redemption.pk),
+        )
+    elif fate < 0.985:
+        redemptions.redemption_approve(redemption=redemption, actor=actor, now=later)

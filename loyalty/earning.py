@@ -182,13 +182,22 @@ def _budget_left(promotion: Promotion, *, lock: bool) -> tuple[int | None, bool]
 
 
 def activity_calculate(
-    *, member: Member, code: str, amount=None, occurred_at: datetime, lock: bool = False
+    *,
+    member: Member,
+    code: str,
+    amount=None,
+    occurred_at: datetime,
+    lock: bool = False,
+    rule: EarningRule | None = None,
 ) -> Calculation:
-    """What the activity earns now. Reads only (with `lock`, promotion budgets are locked for posting)."""
+    """What the activity earns now. Reads only (with `lock`, promotion budgets are locked for posting).
+
+    `rule` saves the lookup when the caller already has the activity's rule.
+    """
     if member.status != Member.Status.ACTIVE:
         raise MemberNotActive(f"Member {member.membership_number} is {member.get_status_display().lower()}.")
     program = member.program
-    rule = _rule(program, code, occurred_at)
+    rule = rule or _rule(program, code, occurred_at)
     value = _parse_amount(amount)
     if code == PURCHASE and value is None:
         raise ApplicationError("A purchase needs an amount.", field="amount")
@@ -308,10 +317,12 @@ def activity_post(
             return ActivityResult(
                 calculation=_calculation_of(existing), posting=Posting(existing, replayed=True)
             )
-        calc = activity_calculate(member=member, code=code, amount=amount, occurred_at=occurred_at, lock=True)
+        rule = _rule(member.program, code, occurred_at)
+        calc = activity_calculate(
+            member=member, code=code, amount=amount, occurred_at=occurred_at, lock=True, rule=rule
+        )
         if calc.total <= 0:
             return ActivityResult(calculation=calc, posting=None)
-        rule = EarningRule.objects.get(pk=calc.rule_id)
         posting = ledger.credit(
             account=account,
             points=calc.total,

@@ -41,6 +41,20 @@ def test_it_makes_history_that_reconciles(small_demo):
     assert ledger.reconcile() == []
 
 
+def test_it_sets_up_each_programs_rules_and_posts_through_them(small_demo):
+    from loyalty.models import EarningRule, Promotion, Redemption, Reward, Tier
+
+    for slug in ("bean-there", "skyhigh"):
+        assert EarningRule.objects.filter(program__slug=slug, activity_code="purchase").exists()
+        assert Tier.objects.filter(program__slug=slug).count() >= 3
+        assert Reward.objects.filter(program__slug=slug).count() >= 3
+        assert Promotion.objects.filter(program__slug=slug).exists()
+    # Purchases went through the earning service: their breakdown names the rule.
+    purchase = LedgerEntry.objects.filter(kind="earn").exclude(breakdown={}).first()
+    assert purchase.breakdown["activity"] == "purchase" and purchase.breakdown["rule_id"]
+    assert Redemption.objects.exists()
+
+
 def test_running_it_twice_changes_nothing(small_demo):
     counts = (Member.objects.count(), LedgerEntry.objects.count(), get_user_model().objects.count())
     again = seed()
