@@ -201,8 +201,12 @@ class MemberAdmin(ScopedHistoryAdmin):
     # Searched like the back-office search (see get_search_results): number, names, email, phone digits.
     search_fields = ["membership_number", "first_name", "last_name", "email", "phone"]
     raw_id_fields = ["user"]
-    readonly_fields = ["created_at"]
     show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # Tier moves go through the tier services, which record each one (TierChange); a
+        # member's account and ledger belong to their program, so it is fixed once created.
+        return ["created_at", "tier", "program"] if obj is not None else ["created_at", "tier"]
 
     def get_search_results(self, request, queryset, search_term):
         return members_matching(queryset, search_term), False

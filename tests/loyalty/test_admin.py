@@ -123,6 +123,27 @@ def test_a_member_added_in_the_admin_gets_an_account(login, admin_user, program_
     assert member.history.get().history_user == admin_user
 
 
+def test_a_members_tier_and_program_are_not_edited_in_the_admin(login, admin_user, member_a, program_b):
+    tier = TierFactory(program=member_a.program, name="Gold", rank=2, threshold=1000)
+    response = login(admin_user).post(
+        reverse("admin:loyalty_member_change", args=[member_a.pk]),
+        {
+            "program": program_b.pk,
+            "tier": tier.pk,
+            "membership_number": member_a.membership_number,
+            "first_name": "Alicia",
+            "last_name": "Member",
+            "joined_on": "2025-01-01",
+            "status": "active",
+        },
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    member_a.refresh_from_db()
+    assert (member_a.first_name, member_a.program.slug, member_a.tier) == ("Alicia", "program-a", None)
+    assert not TierChange.objects.exists()
+
+
 def test_ledger_entries_are_read_only(login, admin_user, entry):
     client = login(admin_user)
     change_url = reverse("admin:loyalty_ledgerentry_change", args=[entry.pk])
