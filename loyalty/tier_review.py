@@ -11,9 +11,9 @@ undone by a stale total and two overlapping reviews record one change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from loyalty import ledger, tiers
-from loyalty.models import LedgerEntry, Member, Program, Tier, TierChange
+from loyalty.models import LedgerEntry, Member, Program, TierChange
 
 ACTOR_LABEL = "job:review_tiers"
 
@@ -37,23 +37,15 @@ class TierReviewReport:
         return {"members": self.members, "upgrades": self.upgrades, "downgrades": self.downgrades}
 
 
-def _best_tier(program_tiers: Sequence[Tier], points: int) -> Tier | None:
-    # The rule of `tiers.tier_for` (the highest rank whose threshold the points reach),
-    # over tiers already loaded, so the scan costs no query per member.
-    reached = [tier for tier in program_tiers if tier.threshold <= points]
-    return max(reached, key=lambda tier: tier.rank, default=None)
-
-
 def _with_qualifying_points(program: Program, at: datetime):
     """The program's reviewable members with their qualifying points at `at`, in one query.
 
-    Same definition as `tiers.qualifying_points`: entries matching `tiers.QUALIFYING`
-    with `occurred_at` in (at - window, at], spendable and pending points alike.
+    The definition of `tiers.qualifying_points`, summed for every member at once.
     """
-    since = at - timedelta(days=program.tier_window_days)
+    since = tiers.window_start(program=program, at=at)
     window_total = (
         LedgerEntry.objects.filter(
-            tiers.QUALIFYING, account__member=OuterRef("pk"), occurred_at__gt=since, occurred_at__lte=at
+            tiers.qualifying_in_window(since=since, at=at), account__member=OuterRef("pk")
         )
         .order_by()
         .values("account")
@@ -100,7 +92,7 @@ def tiers_review_all(
         due = []
         rows = _with_qualifying_points(scope, now).values_list("pk", "account", "tier_id", "points")
         for member_id, account_id, tier_id, points in rows.iterator(chunk_size=2000):
-            best = _best_tier(program_tiers, points)
+            best = tiers.best_tier(program_tiers, points)
             if (best.pk if best else None) != tier_id:
                 due.append((member_id, account_id))
             report.members += 1

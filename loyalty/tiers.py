@@ -11,10 +11,11 @@ from loyalty import notifications
 from loyalty.models import LedgerEntry, Member, Tier, TierChange
 
 Kind = LedgerEntry.Kind
-# Earned points count, and so do reversals of them (a returned purchase stops qualifying).
-QUALIFYING = Q(kind__in=[Kind.EARN, Kind.BONUS]) | Q(
-    kind=Kind.REVERSE, reverses__kind__in=[Kind.EARN, Kind.BONUS]
-)
+
+
+def window_start(*, program, at: datetime) -> datetime:
+    """Qualifying points count over (window_start, at]."""
+    return at - timedelta(days=program.tier_window_days)
 
 
 def qualifying_in_window(*, since: datetime, at: datetime) -> Q:
@@ -36,15 +37,20 @@ def qualifying_in_window(*, since: datetime, at: datetime) -> Q:
 
 
 def qualifying_points(*, member: Member, at: datetime) -> int:
-    since = at - timedelta(days=member.program.tier_window_days)
+    since = window_start(program=member.program, at=at)
     total = LedgerEntry.objects.filter(
         qualifying_in_window(since=since, at=at), account__member=member
     ).aggregate(total=Sum(F("points") + F("pending_points")))["total"]
     return total or 0
 
 
+def best_tier(tiers, points: int) -> Tier | None:
+    """The highest-ranked of `tiers` whose threshold the points reach."""
+    return max((tier for tier in tiers if tier.threshold <= points), key=lambda tier: tier.rank, default=None)
+
+
 def tier_for(*, program, points: int) -> Tier | None:
-    return Tier.objects.filter(program=program, threshold__lte=points).order_by("-rank").first()
+    return best_tier(Tier.objects.filter(program=program), points)
 
 
 def _change(member: Member, new: Tier | None, points: int, reason: str, actor_label: str, now) -> TierChange:
