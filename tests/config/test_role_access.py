@@ -1,0 +1,130 @@
+"""Every page of the back-office against every role: reached, refused (403), hidden (404) or
+sent to login; never a 500. A new URL in the loyalty app fails this test until it is listed."""
+
+import pytest
+from django.urls import get_resolver, reverse
+
+from loyalty import ledger, redemptions
+from loyalty.ledger import Actor
+from loyalty.models import PointsShortfall, Reward
+
+STAFF = "staff"  # agents, supervisors and admins of the object's program
+SUPERVISOR = "supervisor"  # supervisors and admins
+MEMBER = "member"
+LOGGED_IN = "logged_in"
+
+# name -> (who may GET it, how to build its kwargs)
+PAGES = {
+    "member_search": (STAFF, None),
+    "member_detail": (STAFF, "member"),
+    "member_ledger": (STAFF, "member"),
+    "member_explain": (STAFF, "member"),
+    "member_balance_on": (STAFF, "member"),
+    "member_history": (STAFF, "member"),
+    "member_redeem": (STAFF, "member"),
+    "member_preview": (STAFF, "member"),
+    "member_adjust": (SUPERVISOR, "member"),
+    "redemption_list": (STAFF, None),
+    "redemption_detail": (STAFF, "redemption"),
+    "shortfall_list": (STAFF, None),
+    "shortfall_detail": (STAFF, "shortfall"),
+    "portal_home": (MEMBER, None),
+    "no_role": (LOGGED_IN, None),
+}
+# Actions answer POST only; a GET must never act, whoever sends it.
+POST_ONLY = {"redemption_action": "redemption_action", "shortfall_resolve": "shortfall"}
+
+
+@pytest.fixture
+def objects(member_a, agent_a):
+    job = Actor.job("test")
+    earned = ledger.credit(
+        account=member_a.account, points=500, reason="Purchase", actor=job, idempotency_key="p", source="api"
+    )
+    reward = Reward.objects.create(program=member_a.program, name="Mug", cost_points=100)
+    redemption = redemptions.redemption_request(
+        member=member_a, reward=reward, idempotency_key="r", channel="agent", actor=job
+    ).redemption
+    shortfall = PointsShortfall.objects.create(
+        program=member_a.program, member=member_a, entry=earned.entry, points=5, reference="RET-1"
+    )
+    return {
+        "member": {"number": member_a.membership_number},
+        "redemption": {"pk": redemption.pk},
+        "redemption_action": {"pk": redemption.pk, "action": "approve"},
+        "shortfall": {"pk": shortfall.pk},
+    }
+
+
+def _url(name, kwargs_key, objects):
+    return reverse(f"loyalty:{name}", kwargs=objects[kwargs_key] if kwargs_key else None)
+
+
+def test_every_loyalty_url_is_in_the_matrix():
+    names = {
+        pattern.name
+        for include in get_resolver().url_patterns
+        if getattr(include, "namespace", None) == "loyalty"
+        for pattern in include.url_patterns
+    }
+    assert names == set(PAGES) | set(POST_ONLY)
+
+
+# What each member of the cast gets, by who the page is for. The outsider is an
+# agent of program B: program A's objects are hidden from them (404), lists are
+# theirs to see (scoped to their own programs).
+ANSWERS = {
+    STAFF: {"anonymous": 302, "agent": 200, "outsider": 404, "supervisor": 200, "admin": 200, "member": 403},
+    SUPERVISOR: {
+        "anonymous": 302,
+        "agent": 403,
+        "outsider": 403,
+        "supervisor": 200,
+        "admin": 200,
+        "member": 403,
+    },
+    MEMBER: {"anonymous": 302, "agent": 403, "outsider": 403, "supervisor": 403, "admin": 403, "member": 200},
+    # The page for users without a role; everyone with one is sent elsewhere.
+    LOGGED_IN: {
+        "anonymous": 302,
+        "agent": 403,
+        "outsider": 403,
+        "supervisor": 403,
+        "admin": 403,
+        "member": 403,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_each_role_gets_the_answer_its_role_allows(
+    name, objects, client, agent_a, agent_b, supervisor, admin_user, member_a
+):
+    who, kwargs_key = PAGES[name]
+    url = _url(name, kwargs_key, objects)
+    cast = {
+        "anonymous": None,
+        "agent": agent_a,
+        "outsider": agent_b,
+        "supervisor": supervisor,
+        "admin": admin_user,
+        "member": member_a.user,
+    }
+    answers = {}
+    for role, user in cast.items():
+        client.logout()
+        if user is not None:
+            client.force_login(user)
+        answers[role] = client.get(url).status_code
+    wanted = dict(ANSWERS[who])
+    if who == STAFF and kwargs_key is None:
+        wanted["outsider"] = 200
+    assert answers == wanted
+
+
+@pytest.mark.parametrize("name", sorted(POST_ONLY))
+def test_actions_refuse_get_and_anonymous_posts(name, objects, client, supervisor):
+    url = _url(name, POST_ONLY[name], objects)
+    assert client.post(url).status_code == 302  # anonymous: to login, nothing done
+    client.force_login(supervisor)
+    assert client.get(url).status_code == 405
