@@ -117,11 +117,11 @@ OPEN, ALL = "open", "all"
 
 
 class RedemptionFilter(django_filters.FilterSet):
-    """The redemption queue. Without a status the queue shows the open ones (requested or approved)."""
+    """The redemption queue. Without a status it shows the open ones ("Open": requested or approved)."""
 
     q = _member_text_filter()
     status = django_filters.ChoiceFilter(
-        choices=[(OPEN, "Open (requested or approved)"), *Redemption.Status.choices, (ALL, "Any status")],
+        choices=[(OPEN, "Open"), *Redemption.Status.choices, (ALL, "Any status")],
         empty_label=None,
         method="filter_status",
     )

@@ -120,7 +120,7 @@ class RedemptionFulfilForm(forms.Form):
         required=False,
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Shipped items: carrier and tracking number. Vouchers get their code generated.",
+        help_text="Carrier and tracking number.",
     )
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from functools import reduce
 from operator import and_
 
-from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, Value, prefetch_related_objects
+from django.db.models import Count, F, Max, Prefetch, Q, QuerySet, Sum, Value, prefetch_related_objects
 from django.db.models.functions import Coalesce, Replace
 from django.utils import timezone
 
@@ -452,12 +452,21 @@ def history_rows(
 # --- Queues across programs ------------------------------------------------------
 
 
-def staff_time_zone(*, user):
-    """The time zone of all the user's programs when they share one, else None (the site's default)."""
-    zones = list(
-        staff_programs(user).order_by("time_zone").values_list("time_zone", flat=True).distinct()[:2]
+@dataclass(frozen=True)
+class StaffScope:
+    """What a list across a staff user's programs needs to know about them."""
+
+    programs: int
+    time_zone: zoneinfo.ZoneInfo | None  # shared by all their programs; None: they differ
+
+
+def staff_scope(*, user) -> StaffScope:
+    """How many programs the user works on, and their common time zone if they share one (one query)."""
+    found = staff_programs(user).aggregate(
+        programs=Count("id"), zones=Count("time_zone", distinct=True), zone=Max("time_zone")
     )
-    return zoneinfo.ZoneInfo(zones[0]) if len(zones) == 1 else None
+    zone = zoneinfo.ZoneInfo(found["zone"]) if found["zones"] == 1 else None
+    return StaffScope(programs=found["programs"], time_zone=zone)
 
 
 # --- Redemptions ------------------------------------------------------------------
@@ -584,4 +593,4 @@ def open_shortfall_count(*, member: Member) -> int:
 def earning_activities(*, program) -> list[tuple[str, str]]:
     """(code, name) of the program's active earning rules, for the preview's activity choice."""
     rules = EarningRule.objects.filter(program=program, is_active=True).order_by("name", "activity_code")
-    return [(code, f"{name} ({code})") for code, name in rules.values_list("activity_code", "name")]
+    return list(rules.values_list("activity_code", "name"))

@@ -197,7 +197,9 @@ class RedemptionTable(tables.Table):
     """The redemption queue (oldest first by default; every column but the button sorts)."""
 
     id = tables.Column(verbose_name="#", linkify=("loyalty:redemption_detail", {"pk": tables.A("pk")}))
-    created_at = tables.DateTimeColumn(verbose_name="Requested", format="Y-m-d H:i")
+    created_at = tables.DateTimeColumn(
+        verbose_name="Requested", format="Y-m-d H:i", attrs={"td": {"class": "nowrap"}}
+    )
     program = tables.Column(
         verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
     )
@@ -288,7 +290,9 @@ class ShortfallTable(tables.Table):
     """Points returns could not take back: open ones first."""
 
     id = tables.Column(verbose_name="#", linkify=("loyalty:shortfall_detail", {"pk": tables.A("pk")}))
-    created_at = tables.DateTimeColumn(verbose_name="Flagged", format="Y-m-d H:i")
+    created_at = tables.DateTimeColumn(
+        verbose_name="Flagged", format="Y-m-d H:i", attrs={"td": {"class": "nowrap"}}
+    )
     program = tables.Column(
         verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
     )

@@ -282,9 +282,9 @@ class StaffQueueView(RoleRequiredMixin, ExportMixin, SingleTableMixin, FilterVie
     export_name = ""
 
     def get(self, request, *args, **kwargs):
-        self.time_zone = selectors.staff_time_zone(user=request.user)
+        self.scope = selectors.staff_scope(user=request.user)
         # Date filters, cells and the CSV all read in that time zone, so render here.
-        with timezone.override(self.time_zone or timezone.get_default_timezone()):
+        with timezone.override(self.scope.time_zone or timezone.get_default_timezone()):
             response = super().get(request, *args, **kwargs)
             if hasattr(response, "render"):
                 response.render()
@@ -292,6 +292,12 @@ class StaffQueueView(RoleRequiredMixin, ExportMixin, SingleTableMixin, FilterVie
 
     def get_export_filename(self, export_format):
         return f"{self.export_name}-{timezone.localdate():%Y-%m-%d}.{export_format}"
+
+    def get_table(self, **kwargs):
+        table = super().get_table(**kwargs)
+        if self.scope.programs == 1:
+            table.columns.hide("program")  # on the page only: the CSV keeps it
+        return table
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "time_zone": timezone.get_current_timezone_name()}

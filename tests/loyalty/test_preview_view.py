@@ -79,8 +79,8 @@ def test_it_works_for_an_agent_of_the_program(login, agent_a, member_a, rules):
     response = login(agent_a).get(url(member_a))
     assert response.status_code == 200
     assert response.context["form"].fields["activity"].choices == [
-        ("purchase", "Purchase (purchase)"),
-        ("survey", "Survey (survey)"),
+        ("purchase", "Purchase"),
+        ("survey", "Survey"),
     ]
 
 
