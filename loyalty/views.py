@@ -343,7 +343,8 @@ def _redemption_page(request, redemption: Redemption, *, bound: dict | None = No
         if to in redemptions.TRANSITIONS.get(redemption.status, ())
     ]
     action_forms = {action: REDEMPTION_ACTIONS[action](prefix=action) for action in allowed}
-    action_forms.update(bound or {})
+    # A refused form comes back with its errors; one for a move no longer possible is not offered again.
+    action_forms.update({action: form for action, form in (bound or {}).items() if action in action_forms})
     history, more_history = selectors.redemption_history(redemption=redemption)
     context = {
         "redemption": redemption,

@@ -437,6 +437,7 @@ def test_an_illegal_move_shows_the_reason_and_changes_nothing(login, agent_a, re
     assert response.status_code == 409
     assert messages_of(response) == ["This redemption must be approved before it is fulfilled."]
     assert "must be approved before it is fulfilled" in response.content.decode()
+    assert set(response.context["action_forms"]) == {"approve", "reject", "cancel"}
     assert fresh(requested).status == Status.REQUESTED
     assert fresh(requested).voucher_code == ""
 
