@@ -479,6 +479,10 @@ def _redeem(member, rewards, rng, actor, moment, reference) -> None:
         redemptions.redemption_cancel(
             redemption=redemption, actor=actor, reason="Member changed their mind", now=later
         )
+    elif moment > timezone.now() - timedelta(days=10) and fate < 0.55:
+        return  # recent ones wait in the agents' queue, requested
+    elif moment > timezone.now() - timedelta(days=10) and fate < 0.8:
+        redemptions.redemption_approve(redemption=redemption, actor=actor, now=later)
     elif fate < 0.97 or moment < timezone.now() - timedelta(days=14):
         redemptions.redemption_approve(redemption=redemption, actor=actor, now=later)
         redemptions.redemption_fulfil(
