@@ -12,11 +12,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.apps import apps as django_apps
-from django.core import serializers
-from django.core.management import call_command
-from django.core.management.color import no_style
-from django.db import connection, transaction
+from django.db import connection
 
 from loyalty import ledger
 from loyalty.ledger import Actor, InsufficientPoints, LedgerError, NothingToReverse
@@ -43,38 +39,6 @@ def _skip_waiting_for_disk() -> None:
     # reach the disk is most of these tests' run time. Isolation and locks are unchanged.
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
-
-
-def _dump_database() -> str:
-    models = [m for m in django_apps.get_models() if m._meta.managed and not m._meta.proxy]
-    return serializers.serialize(
-        "json", itertools.chain.from_iterable(m._base_manager.order_by("pk") for m in models)
-    )
-
-
-def _load_database(data: str) -> None:
-    call_command("flush", interactive=False, inhibit_post_migrate=True, verbosity=0)
-    with transaction.atomic(), connection.constraint_checks_disabled():
-        for obj in serializers.deserialize("json", data):
-            obj.save()
-    models = [m for m in django_apps.get_models(include_auto_created=True) if m._meta.managed]
-    with connection.cursor() as cursor:
-        for statement in connection.ops.sequence_reset_sql(no_style(), models):
-            cursor.execute(statement)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def migration_data_survives(django_db_setup, django_db_blocker):
-    """Each transactional test ends by emptying every table, including what data
-    migrations put there (the role groups, permissions), and a reused test database
-    would lack it from then on. Put the database back as it was once this module is
-    done. (Django's own serialize_db_to_string() finds nothing here after an
-    in-process migrate: loyalty.roles.sync_role_groups clears app_config.models_module.)"""
-    with django_db_blocker.unblock():
-        saved = _dump_database()
-    yield
-    with django_db_blocker.unblock():
-        _load_database(saved)
 
 
 @pytest.fixture(autouse=True)
