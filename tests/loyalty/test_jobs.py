@@ -38,7 +38,7 @@ def run(*args) -> str:
 
 
 def test_expire_points_expires_once_however_often_it_runs(old_points):
-    assert "Expired -100 points in 1 lots of 1 accounts" in run("expire_points")
+    assert "Expired 100 points in 1 lots of 1 accounts" in run("expire_points")
     assert "Expired 0 points" in run("expire_points")
     old_points.refresh_from_db()
     assert (old_points.balance, old_points.lifetime_expired) == (0, 100)
