@@ -22,5 +22,5 @@ class Command(BaseCommand):
         with progress_bar(self, total=accounts_due(job="expire", now=moment), unit="account") as bar:
             report = ledger.expire_due_lots(now=moment, batch_size=max(batch_size, 1), progress=bar.update)
         self.stdout.write(
-            f"Expired {report.points} points in {report.lots} lots of {report.accounts} accounts."
+            f"Expired {-report.points} points in {report.lots} lots of {report.accounts} accounts."
         )
