@@ -11,14 +11,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Reinstall only when the dependency list changes.
+# Reinstall only when the dependency list changes. `run` needs only the
+# runtime dependencies; `test` adds the dev extra (pytest, Playwright, ...).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@
+	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed-dev
 
-run: install
+run: $(VENV)/.installed
 	$(MANAGE) migrate --no-input
 	$(MANAGE) seed_demo
 	$(MANAGE) runserver 127.0.0.1:8000
@@ -33,10 +38,10 @@ test: lint
 bench: install
 	$(MANAGE) benchmark ledger
 
-worker: install
+worker: $(VENV)/.installed
 	$(BIN)/celery -A config worker --loglevel=info
 
-beat: install
+beat: $(VENV)/.installed
 	$(BIN)/celery -A config beat --loglevel=info
 
 clean:

@@ -188,7 +188,7 @@ PROGRAMS = (
             {"kind": "lifetime", "points": 250, "threshold": 2500},
         ),
         spend=(2, 14),
-        visits_per_month=(0, 4),
+        visits_per_month=(0, 2),
         activities=("survey", "review"),
     ),
     ProgramSpec(
@@ -380,13 +380,14 @@ def _seed_program(spec: ProgramSpec, program: Program, *, months: int, rng: rand
             )
     # Month by month for everyone, so each account's entries are posted in time order
     # and the jobs run when they would have, leaving real expired and pending points.
+    rewards = list(Reward.objects.filter(program=program, is_active=True).order_by("cost_points"))
     month_start = start
     while month_start < now:
         month_end = min(month_start + timedelta(days=30), now)
         with transaction.atomic():
             for member, joined in members:
                 if joined < month_end:
-                    _member_month(spec, member, max(joined, month_start), month_end, rng, seeder)
+                    _member_month(spec, member, max(joined, month_start), month_end, rng, seeder, rewards)
             ledger.activate_pending_lots(now=month_end)
             ledger.expire_due_lots(now=month_end)
         month_start = month_end
@@ -395,7 +396,7 @@ def _seed_program(spec: ProgramSpec, program: Program, *, months: int, rng: rand
     tiers_review_all(now=now, program=program)
 
 
-def _member_month(spec, member, begin: datetime, end: datetime, rng, actor) -> None:
+def _member_month(spec, member, begin: datetime, end: datetime, rng, actor, rewards) -> None:
     # Visits at least ten minutes apart and an hour before the month's jobs run, so
     # every account's entries are posted in time order (what balance-as-of relies on).
     span = int((end - begin).total_seconds()) - 3600
@@ -408,7 +409,6 @@ def _member_month(spec, member, begin: datetime, end: datetime, rng, actor) -> N
         if last is None or moment >= last + timedelta(minutes=10):
             moments.append(moment)
             last = moment
-    rewards = _affordable_rewards(member.program)
     for index, moment in enumerate(moments):
         reference = f"DEMO-{member.membership_number}-{moment.timestamp():.0f}"
         amount = Decimal(rng.randint(spec.spend[0] * 100, spec.spend[1] * 100)) / 100
@@ -446,10 +446,6 @@ def _member_month(spec, member, begin: datetime, end: datetime, rng, actor) -> N
             )
         elif roll < 0.26:
             _redeem(member, rewards, rng, actor, moment + timedelta(minutes=5), reference)
-
-
-def _affordable_rewards(program: Program) -> list[Reward]:
-    return list(Reward.objects.filter(program=program, is_active=True).order_by("cost_points"))
 
 
 def _redeem(member, rewards, rng, actor, moment, reference) -> None:

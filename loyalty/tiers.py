@@ -84,9 +84,12 @@ def _change(member: Member, new: Tier | None, points: int, reason: str, actor_la
 def tier_upgrade_check(*, member: Member, actor_label: str, now: datetime | None = None) -> TierChange | None:
     """Upgrade at once when the member's qualifying points cross a higher threshold; never downgrade here."""
     now = now or timezone.now()
+    program_tiers = list(Tier.objects.filter(program_id=member.program_id))
+    current_rank = next((tier.rank for tier in program_tiers if tier.pk == member.tier_id), 0)
+    if not any(tier.rank > current_rank for tier in program_tiers):
+        return None  # already at the top: no need to sum the window
     points = qualifying_points(member=member, at=now)
-    best = tier_for(program=member.program, points=points)
-    current_rank = member.tier.rank if member.tier else 0
+    best = best_tier(program_tiers, points)
     if best is None or best.rank <= current_rank:
         return None
     return _change(member, best, points, f"Reached {best.threshold} qualifying points", actor_label, now)
