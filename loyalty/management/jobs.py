@@ -34,3 +34,20 @@ def accounts_due(*, job: str, now: datetime) -> int:
     else:
         lots = PointLot.objects.filter(pending=True, remaining__gt=0, available_from__lte=now)
     return lots.values("account_id").distinct().count()
+
+
+def program_option(slug: str | None, *, active_only: str = ""):
+    """The program a --program SLUG option names (None when not given), or a CommandError.
+
+    With `active_only`, an inactive program is refused with that explanation.
+    """
+    from loyalty.models import Program
+
+    if not slug:
+        return None
+    program = Program.objects.filter(slug=slug).first()
+    if program is None:
+        raise CommandError(f"No program with slug {slug!r}.")
+    if active_only and not program.is_active:
+        raise CommandError(f"Program {slug!r} is inactive; {active_only}.")
+    return program

@@ -1,8 +1,7 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from loyalty import milestones
-from loyalty.management.jobs import parse_now, progress_bar
-from loyalty.models import Program
+from loyalty.management.jobs import parse_now, program_option, progress_bar
 
 
 class Command(BaseCommand):
@@ -19,13 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, now=None, program=None, verbosity=1, **options):
         self.verbosity = verbosity
         moment = parse_now(now)
-        scope = None
-        if program:
-            scope = Program.objects.filter(slug=program).first()
-            if scope is None:
-                raise CommandError(f"No program with slug {program!r}.")
-            if not scope.is_active:
-                raise CommandError(f"Program {program!r} is inactive; it pays no milestones.")
+        scope = program_option(program, active_only="it pays no milestones")
         # The total is unknown before the run (one query per rule finds the members).
         with progress_bar(self, total=None, unit="bonus") as bar:
             report = milestones.milestones_pay(now=moment, program=scope, progress=bar.update)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from loyalty import ledger
-from loyalty.models import Program
+from loyalty.management.jobs import program_option
 
 
 class Command(BaseCommand):
@@ -14,11 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--program", help="Only this program (its slug).")
 
     def handle(self, *args, program=None, **options):
-        scope = None
-        if program:
-            scope = Program.objects.filter(slug=program).first()
-            if scope is None:
-                raise CommandError(f"No program with slug {program!r}.")
+        scope = program_option(program)
         problems = ledger.reconcile(program=scope)
         for problem in problems:
             self.stdout.write(

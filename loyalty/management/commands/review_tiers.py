@@ -1,7 +1,7 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from loyalty import tier_review
-from loyalty.management.jobs import parse_now, progress_bar
+from loyalty.management.jobs import parse_now, program_option, progress_bar
 from loyalty.models import Member, Program
 
 
@@ -19,13 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, now=None, program=None, verbosity=1, **options):
         self.verbosity = verbosity
         moment = parse_now(now)
-        scope = None
-        if program:
-            scope = Program.objects.filter(slug=program).first()
-            if scope is None:
-                raise CommandError(f"No program with slug {program!r}.")
-            if not scope.is_active:
-                raise CommandError(f"Program {program!r} is inactive; its tiers are not reviewed.")
+        scope = program_option(program, active_only="its tiers are not reviewed")
         # The members the review reads: not closed, in active programs that have tiers.
         members = Member.objects.filter(
             program__is_active=True, program__in=Program.objects.filter(tiers__isnull=False)
