@@ -193,7 +193,39 @@ REDEMPTION_BADGES = {
 }
 
 
-class RedemptionTable(tables.Table):
+class MemberRowTable(tables.Table):
+    """Columns a queue row about one member shares: the member (linked), their number, when, points.
+
+    Subclasses declare the columns; the rendering and the CSV values live here once.
+    """
+
+    def render_member(self, record):
+        return format_html('<a href="{}">{}</a>', record.member.get_absolute_url(), record.member.full_name)
+
+    def value_member(self, record):
+        return record.member.full_name
+
+    def render_member_number(self, record):
+        return format_html(
+            '<a class="mono" href="{}">{}</a>',
+            record.member.get_absolute_url(),
+            record.member.membership_number,
+        )
+
+    def value_member_number(self, record):
+        return record.member.membership_number
+
+    def value_created_at(self, value):
+        return timezone.localtime(value).isoformat()
+
+    def render_points(self, value):
+        return f"{value:,d}"
+
+    def value_points(self, value):
+        return value
+
+
+class RedemptionTable(MemberRowTable):
     """The redemption queue (oldest first by default; every column but the button sorts)."""
 
     id = tables.Column(verbose_name="#", linkify=("loyalty:redemption_detail", {"pk": tables.A("pk")}))
@@ -235,31 +267,6 @@ class RedemptionTable(tables.Table):
         empty_text = "No redemption matches these filters."
         row_attrs = {"id": lambda record: f"redemption-{record.pk}"}
 
-    def render_member(self, record):
-        return format_html('<a href="{}">{}</a>', record.member.get_absolute_url(), record.member.full_name)
-
-    def value_member(self, record):
-        return record.member.full_name
-
-    def render_member_number(self, record):
-        return format_html(
-            '<a class="mono" href="{}">{}</a>',
-            record.member.get_absolute_url(),
-            record.member.membership_number,
-        )
-
-    def value_member_number(self, record):
-        return record.member.membership_number
-
-    def value_created_at(self, value):
-        return timezone.localtime(value).isoformat()
-
-    def render_points(self, value):
-        return f"{value:,d}"
-
-    def value_points(self, value):
-        return value
-
     def render_status(self, record):
         return format_html(
             '<span class="badge {}">{}</span>',
@@ -286,7 +293,7 @@ class RedemptionTable(tables.Table):
 SHORTFALL_BADGES = {PointsShortfall.Status.OPEN: "badge-warn", PointsShortfall.Status.RESOLVED: "badge-ok"}
 
 
-class ShortfallTable(tables.Table):
+class ShortfallTable(MemberRowTable):
     """Points returns could not take back: open ones first."""
 
     id = tables.Column(verbose_name="#", linkify=("loyalty:shortfall_detail", {"pk": tables.A("pk")}))
@@ -327,31 +334,6 @@ class ShortfallTable(tables.Table):
         )
         empty_text = "No shortfall matches these filters."
         row_attrs = {"id": lambda record: f"shortfall-{record.pk}"}
-
-    def render_member(self, record):
-        return format_html('<a href="{}">{}</a>', record.member.get_absolute_url(), record.member.full_name)
-
-    def value_member(self, record):
-        return record.member.full_name
-
-    def render_member_number(self, record):
-        return format_html(
-            '<a class="mono" href="{}">{}</a>',
-            record.member.get_absolute_url(),
-            record.member.membership_number,
-        )
-
-    def value_member_number(self, record):
-        return record.member.membership_number
-
-    def value_created_at(self, value):
-        return timezone.localtime(value).isoformat()
-
-    def render_points(self, value):
-        return f"{value:,d}"
-
-    def value_points(self, value):
-        return value
 
     def render_entry(self, record):
         url = reverse("loyalty:member_ledger", kwargs={"number": record.member.membership_number})
