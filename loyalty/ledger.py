@@ -22,6 +22,7 @@ and the next points credited settle it first.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Case, F, Q, Sum, Value, When, Window
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from loyalty.errors import ApplicationError
@@ -182,12 +183,98 @@ def lock_accounts(account_ids) -> dict[int, PointsAccount]:
     return {account.pk: account for account in accounts}
 
 
-def _lock(account_id: int) -> PointsAccount:
-    return (
-        PointsAccount.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("program")
-        .get(pk=account_id)
+# What a posting reads of the locked account and its program; the rest of each row
+# loads on first access, like deferred fields.
+_LOCKED_ACCOUNT_FIELDS = frozenset(
+    {
+        "id",
+        "member_id",
+        "program_id",
+        "balance",
+        "pending",
+        "lifetime_earned",
+        "lifetime_redeemed",
+        "lifetime_expired",
+    }
+)
+_LOCKED_PROGRAM_FIELDS = frozenset(
+    {
+        "id",
+        "time_zone",
+        "expiry_policy",
+        "expiry_months",
+        "expiry_years",
+        "pending_days",
+        "negative_balance_policy",
+    }
+)
+
+
+@functools.cache
+def _lock_statement(vendor: str) -> tuple[str, list[str], list[str]]:
+    """The locking SELECT, and the account's and the program's fields it returns, in model order."""
+    account = [f for f in PointsAccount._meta.concrete_fields if f.attname in _LOCKED_ACCOUNT_FIELDS]
+    program = [f for f in Program._meta.concrete_fields if f.attname in _LOCKED_PROGRAM_FIELDS]
+    columns = [f"a.{f.column}" for f in account] + [f"p.{f.column}" for f in program]
+    lock = " FOR NO KEY UPDATE OF a" if vendor == "postgresql" else ""
+    sql = (
+        f"SELECT {', '.join(columns)} FROM loyalty_pointsaccount a "
+        f"JOIN loyalty_program p ON p.id = a.program_id WHERE a.id = %s{lock}"
     )
+    return sql, [f.attname for f in account], [f.attname for f in program]
+
+
+def _lock(account_id: int) -> PointsAccount:
+    """The account row, locked, with its program's policy: one statement written once.
+
+    Every posting starts here, and compiling the equivalent ORM query (with
+    select_related and select_for_update) cost more than running it.
+    """
+    sql, account_fields, program_fields = _lock_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [account_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise PointsAccount.DoesNotExist(f"Points account {account_id} does not exist.")
+    split = len(account_fields)
+    account = PointsAccount.from_db(connection.alias, account_fields, row[:split])
+    account.program = Program.from_db(connection.alias, program_fields, row[split:])
+    return account
+
+
+class _Insert:
+    """`INSERT ... RETURNING id` of one new row, the statement built once per model: what
+    `Model.objects.create` sends, without compiling it on every posting. Entries and lots
+    have no save() logic or signal receivers beyond the immutability guard, which only
+    refuses updates."""
+
+    def __init__(self, model: type[models.Model]):
+        self.model = model
+        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+
+    @functools.cached_property
+    def sql(self) -> str:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in self.fields)
+        marks = ", ".join(["%s"] * len(self.fields))
+        return (
+            f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES ({marks}) "
+            f"RETURNING {quote(self.model._meta.pk.column)}"
+        )
+
+    def __call__(self, **values) -> models.Model:
+        obj = self.model(**values)
+        params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            obj.pk = cursor.fetchone()[0]
+        obj._state.adding = False
+        obj._state.db = connection.alias
+        return obj
+
+
+_insert_entry = _Insert(LedgerEntry)
+_insert_lot = _Insert(PointLot)
 
 
 def _post_once(*, program_id: int, key: str, fingerprint: str, post) -> Posting:
@@ -218,20 +305,26 @@ def _post_once(*, program_id: int, key: str, fingerprint: str, post) -> Posting:
 
 def _save_account(account: PointsAccount, now: datetime) -> None:
     account.updated_at = now
-    PointsAccount.objects.filter(pk=account.pk).update(
-        balance=account.balance,
-        pending=account.pending,
-        lifetime_earned=account.lifetime_earned,
-        lifetime_redeemed=account.lifetime_redeemed,
-        lifetime_expired=account.lifetime_expired,
-        updated_at=now,
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE loyalty_pointsaccount SET balance = %s, pending = %s, lifetime_earned = %s, "
+            "lifetime_redeemed = %s, lifetime_expired = %s, updated_at = %s WHERE id = %s",
+            [
+                account.balance,
+                account.pending,
+                account.lifetime_earned,
+                account.lifetime_redeemed,
+                account.lifetime_expired,
+                connection.ops.adapt_datetimefield_value(now),
+                account.pk,
+            ],
+        )
 
 
 def _new_entry(*, account: PointsAccount, kind: str, points: int, pending_points: int = 0, now, **fields):
     account.balance += points
     account.pending += pending_points
-    return LedgerEntry.objects.create(
+    return _insert_entry(
         program_id=account.program_id,
         account=account,
         kind=kind,
@@ -282,14 +375,19 @@ def _live_lots_needed(account_id: int, points: int) -> list[tuple[int, int]]:
     A running sum in the database returns just the lots needed, however many
     the account holds.
     """
-    order = [F("expires_at").asc(nulls_last=True), F("id").asc()]
-    return list(
-        PointLot.objects.filter(account_id=account_id, pending=False, remaining__gt=0)
-        .annotate(before=Window(Sum("remaining"), order_by=order) - F("remaining"))
-        .filter(before__lt=points)
-        .order_by(*order)
-        .values_list("id", "remaining")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_LOTS_NEEDED, [account_id, points])
+        return cursor.fetchall()
+
+
+# Written out rather than compiled from the ORM on every debit; the conditions are
+# those of the partial index `lot_live_by_expiry`, so it serves the query.
+_LIVE_LOTS_NEEDED = (
+    "SELECT id, remaining FROM (SELECT id, remaining, expires_at, "
+    "SUM(remaining) OVER (ORDER BY expires_at ASC NULLS LAST, id ASC) - remaining AS before "
+    "FROM loyalty_pointlot WHERE account_id = %s AND NOT pending AND remaining > 0) AS live "
+    "WHERE before < %s ORDER BY expires_at ASC NULLS LAST, id ASC"
+)
 
 
 def _consume(account: PointsAccount, entry: LedgerEntry, points: int, now) -> int:
@@ -303,9 +401,13 @@ def _consume(account: PointsAccount, entry: LedgerEntry, points: int, now) -> in
         allocations.append(PointAllocation(entry=entry, lot_id=lot_id, points=take, created_at=now))
         left -= take
     last = allocations[-1]
-    PointLot.objects.filter(pk__in=[lot_id for lot_id, _ in lots]).update(
-        remaining=Case(When(pk=last.lot_id, then=F("remaining") - last.points), default=Value(0))
-    )
+    # Every lot but the last is emptied; the last gives what was left to take.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE loyalty_pointlot SET remaining = CASE WHEN id = %s THEN remaining - %s ELSE 0 END "
+            f"WHERE id IN ({', '.join(['%s'] * len(lots))})",
+            [last.lot_id, last.points, *(lot_id for lot_id, _ in lots)],
+        )
     PointAllocation.objects.bulk_create(allocations)
     return points - left
 
@@ -416,7 +518,7 @@ def credit(
                 now=now_,
             ),
         )
-        lot = PointLot.objects.create(
+        lot = _insert_lot(
             account=locked,
             entry=entry,
             original=points,
