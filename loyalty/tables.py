@@ -196,8 +196,17 @@ REDEMPTION_BADGES = {
 class MemberRowTable(tables.Table):
     """Columns a queue row about one member shares: the member (linked), their number, when, points.
 
-    Subclasses declare the columns; the rendering and the CSV values live here once.
+    Subclasses declare their other columns and the order (Meta.sequence); the member
+    columns, their rendering and the CSV values live here once.
     """
+
+    program = tables.Column(
+        verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
+    )
+    member = tables.Column(
+        verbose_name="Member", order_by=("member__last_name", "member__first_name", "member__id")
+    )
+    member_number = tables.Column(verbose_name="Number", accessor="member__membership_number")
 
     def render_member(self, record):
         return format_html('<a href="{}">{}</a>', record.member.get_absolute_url(), record.member.full_name)
@@ -232,13 +241,6 @@ class RedemptionTable(MemberRowTable):
     created_at = tables.DateTimeColumn(
         verbose_name="Requested", format="Y-m-d H:i", attrs={"td": {"class": "nowrap"}}
     )
-    program = tables.Column(
-        verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
-    )
-    member = tables.Column(
-        verbose_name="Member", order_by=("member__last_name", "member__first_name", "member__id")
-    )
-    member_number = tables.Column(verbose_name="Number", accessor="member__membership_number")
     reward = tables.Column(
         verbose_name="Reward", accessor="reward__name", order_by=("reward__name", "created_at", "id")
     )
@@ -300,13 +302,6 @@ class ShortfallTable(MemberRowTable):
     created_at = tables.DateTimeColumn(
         verbose_name="Flagged", format="Y-m-d H:i", attrs={"td": {"class": "nowrap"}}
     )
-    program = tables.Column(
-        verbose_name="Program", accessor="program__name", order_by=("program__name", "created_at", "id")
-    )
-    member = tables.Column(
-        verbose_name="Member", order_by=("member__last_name", "member__first_name", "member__id")
-    )
-    member_number = tables.Column(verbose_name="Number", accessor="member__membership_number")
     points = tables.Column(
         verbose_name="Points short", attrs={"td": {"class": "num"}, "th": {"class": "num"}}
     )
