@@ -20,6 +20,14 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("", include("loyalty.urls")),
+    path("me/", include("loyalty.portal.urls")),
+    path("supervisor/", include("agents.supervisor.urls")),
+    path("", include("disputes.urls")),
+    path("", include("referrals.urls")),
+    path("", include("agents.urls")),
+    path("api/", include("loyalty.api.urls")),
+    path("", include("loyalty.imports.urls")),
+    path("", include("loyalty.notifications.urls")),
 ]
 
 if settings.DEBUG:

@@ -12,7 +12,7 @@ from loyalty.access import user_role
 from loyalty.roles import Role
 
 HOME_BY_ROLE = {
-    Role.MEMBER: "loyalty:portal_home",
+    Role.MEMBER: "portal:home",
     Role.AGENT: "loyalty:member_search",
     Role.SUPERVISOR: "loyalty:member_search",
     Role.ADMIN: "loyalty:member_search",

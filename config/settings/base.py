@@ -59,9 +59,14 @@ THIRD_PARTY_APPS = [
     "axes",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files: docs work offline
 ]
 LOCAL_APPS = [
     "loyalty",
+    # Nested apps of loyalty, each with its own models and migrations.
+    "loyalty.api",
+    "loyalty.imports",
+    "loyalty.notifications",
     "referrals",
     "disputes",
     "agents",
@@ -96,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "loyalty.access.role_context",
+                "config.nav.nav_context",
             ],
         },
     }
@@ -169,6 +175,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loyalty.tasks.reconcile_ledger",
         "schedule": crontab(minute=30, hour=2),
     },
+    # Agents' performance points for last month. Daily at 14:00 UTC: by then the month is over in
+    # every time zone (UTC-12 included) on the 1st, and the later runs post late KPI corrections
+    # to last month as differences (a rerun with nothing new posts nothing).
+    "award-agent-points": {
+        "task": "agents.tasks.award_agent_points",
+        "schedule": crontab(minute=0, hour=14),
+    },
     # Birthday, anniversary and lifetime-points bonuses. Hourly, not daily: each program
     # pays by its own local date, and local midnight falls at a different UTC hour per time
     # zone (and moves with daylight saving), so an hourly run pays every program's birthdays
@@ -179,19 +192,55 @@ CELERY_BEAT_SCHEDULE = {
     },
     # The tier review, the only place members move down a tier: monthly, on the 1st at
     # 03:00 UTC, after the nightly reconcile, when few purchases are landing.
+    # Webhook deliveries due now (first tries and retries with backoff).
+    "send-webhooks": {
+        "task": "loyalty.notifications.tasks.send_webhooks",
+        "schedule": crontab(minute="*"),
+    },
+    # Weekly digest of points expiring within 30 days, Mondays 08:00 UTC; once per member per week.
+    "notify-expiring-points": {
+        "task": "loyalty.notifications.tasks.notify_expiring_points",
+        "schedule": crontab(minute=0, hour=8, day_of_week=1),
+    },
     "review-tiers": {
         "task": "loyalty.tasks.review_tiers",
         "schedule": crontab(minute=0, hour=3, day_of_month=1),
+    },
+    # Disputes past their SLA targets: escalated once each, supervisors emailed.
+    "escalate-overdue-disputes": {
+        "task": "disputes.tasks.escalate_overdue_disputes",
+        "schedule": crontab(minute="*/5"),
     },
 }
 
 # --- REST API --------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Client systems authenticate with program-scoped keys (`Authorization: Api-Key <key>`).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["loyalty.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["loyalty.api.authentication.HasApiKey"],
+    # Each key's own rate (ApiKey.rate_limit), counted in the Django cache: a 429 past it.
+    "DEFAULT_THROTTLE_CLASSES": ["loyalty.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Every error is {"code", "message", "field"?, "fields"?}; bad input is never a 500.
+    "EXCEPTION_HANDLER": "loyalty.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty back-office API",
+    "DESCRIPTION": (
+        "Program-scoped integration API. Authenticate with `Authorization: Api-Key <key>`; "
+        "every write needs an `Idempotency-Key` header. Errors are JSON {code, message, field, fields}."
+    ),
     "VERSION": "1.0.0",
+    # The docs pages are public (they hold no data) and load their assets from our own static files.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Tables ----------------------------------------------------------------

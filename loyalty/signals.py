@@ -1,0 +1,22 @@
+"""Signals other apps hook into, so loyalty never imports them.
+
+`activity_posted` is sent inside the posting's transaction, after the points
+(if any) are written and only for a new event, never a replay: a receiver's
+writes commit or roll back with the event. Receivers must be idempotent and
+must not raise for conditions of their own (log and move on): an exception
+undoes the member's posting. Arguments: member, code, amount (Decimal or
+None), occurred_at, reference, source, actor, result (the ActivityResult; its
+`posting` is None when the event earned nothing).
+
+`member_joined` is sent by services.member_create inside its transaction, for
+every new member: member, channel ("portal", "api", "agent", "import", "demo"),
+referral_code ("" when none was given), request_meta (a dict: ip, user_agent,
+device_id where known). A receiver may raise ApplicationError to refuse the
+sign-up (an unknown referral code, say); the member is then rolled back and
+the caller shows the error on its field.
+"""
+
+from django.dispatch import Signal
+
+activity_posted = Signal()
+member_joined = Signal()
