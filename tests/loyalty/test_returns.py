@@ -20,8 +20,23 @@ from loyalty import ledger, tiers
 from loyalty.earning import PurchaseNotFound, activity_post, purchase_return
 from loyalty.errors import ApplicationError
 from loyalty.ledger import Actor, IdempotencyConflict
-from loyalty.models import LedgerEntry, Member, PointLot, PointsShortfall, Program, Promotion
-from tests.loyalty.factories import EarningRuleFactory, PromotionFactory, TierFactory
+from loyalty.models import (
+    LedgerEntry,
+    Member,
+    PointLot,
+    PointsShortfall,
+    Program,
+    Promotion,
+    PurchaseReturn,
+    UnpaidActivity,
+)
+from tests.loyalty.factories import (
+    ChallengeFactory,
+    EarningRuleFactory,
+    PromotionFactory,
+    StreakFactory,
+    TierFactory,
+)
 from tests.loyalty.ledger_helpers import assert_ledger_consistent, snapshot
 from tests.loyalty.test_earning import run_in_threads
 
@@ -432,3 +447,287 @@ def test_racing_returns_of_one_purchase_never_take_back_more_than_it_earned(memb
     )
     assert taken == [10, 15, 15]
     assert account(member_a).balance == 100
+
+
+# --- Challenge and streak bonuses ---------------------------------------------------------
+
+
+def bonuses(member) -> list[tuple[str, int]]:
+    """The member's bonus entries and what is left of each after reversals."""
+    return [
+        (entry.idempotency_key, entry.points + sum(r.points for r in entry.reversals.all()))
+        for entry in LedgerEntry.objects.filter(account__member=member, kind=Kind.BONUS).order_by("pk")
+    ]
+
+
+def test_a_full_return_withdraws_a_challenge_bonus_that_no_longer_holds(member_a, program_a):
+    challenge = ChallengeFactory(program=program_a, required_count=3, bonus_points=100)
+    for n in range(3):
+        buy(member_a, "10.00", reference=f"P{n}", at=T + timedelta(hours=n))
+    key = f"challenge:{challenge.pk}:{member_a.pk}"
+    assert bonuses(member_a) == [(key, 100)]
+
+    result = give_back(member_a, "P1", "10.00", reference="R1")
+
+    assert result.points == 10
+    assert [p.entry.points for p in result.withdrawn] == [-100]
+    withdrawal = result.withdrawn[0].entry
+    assert withdrawal.idempotency_key == f"withdraw:{key}"
+    assert withdrawal.reverses.idempotency_key == key
+    assert bonuses(member_a) == [(key, 0)]
+    assert account(member_a).balance == 20  # 3 x 10 + 100 - 10 - 100
+    assert PurchaseReturn.objects.get(reference="R1").completes_purchase is True
+
+
+def test_a_partial_return_leaves_the_challenge_bonus_standing(member_a, program_a):
+    ChallengeFactory(program=program_a, required_count=3, bonus_points=100)
+    for n in range(3):
+        buy(member_a, "10.00", reference=f"P{n}", at=T + timedelta(hours=n))
+
+    result = give_back(member_a, "P1", "9.99")
+
+    assert result.withdrawn == ()
+    assert [points for _, points in bonuses(member_a)] == [100]
+
+
+def test_a_bonus_with_actions_to_spare_is_not_withdrawn(member_a, program_a):
+    ChallengeFactory(program=program_a, required_count=2, bonus_points=100)
+    for n in range(3):
+        buy(member_a, "10.00", reference=f"P{n}", at=T + timedelta(hours=n))
+
+    result = give_back(member_a, "P0", "10.00")
+
+    assert result.withdrawn == ()
+    assert [points for _, points in bonuses(member_a)] == [100]
+
+
+def test_a_returned_purchase_no_longer_counts_and_completing_again_pays_again(member_a, program_a):
+    challenge = ChallengeFactory(program=program_a, required_count=2, bonus_points=100)
+    buy(member_a, "10.00", reference="P1", at=T)
+    buy(member_a, "10.00", reference="P2", at=T + timedelta(hours=1))
+    give_back(member_a, "P2", "10.00")  # the bonus is withdrawn
+
+    # One counted purchase left: the third brings the count back to two.
+    again = buy(member_a, "10.00", reference="P3", at=T + timedelta(hours=2))
+
+    key = f"challenge:{challenge.pk}:{member_a.pk}"
+    assert [p.entry.idempotency_key for p in again.bonuses] == [f"{key}#2"]
+    assert bonuses(member_a) == [(key, 0), (f"{key}#2", 100)]
+    # And a fourth purchase does not pay a third time.
+    assert buy(member_a, "10.00", reference="P4", at=T + timedelta(hours=3)).bonuses == ()
+
+
+def test_without_a_return_the_returned_purchase_would_still_count(member_a, program_a):
+    # The counterpart of the test above: an untouched purchase keeps counting, so no repayment.
+    ChallengeFactory(program=program_a, required_count=2, bonus_points=100)
+    buy(member_a, "10.00", reference="P1", at=T)
+    buy(member_a, "10.00", reference="P2", at=T + timedelta(hours=1))
+
+    assert buy(member_a, "10.00", reference="P3", at=T + timedelta(hours=2)).bonuses == ()
+
+
+def test_a_replayed_return_does_not_withdraw_twice(member_a, program_a):
+    ChallengeFactory(program=program_a, required_count=2, bonus_points=100)
+    buy(member_a, "10.00", reference="P1", at=T)
+    buy(member_a, "10.00", reference="P2", at=T + timedelta(hours=1))
+    give_back(member_a, "P2", "10.00", reference="R1")
+    before = everything()
+
+    again = give_back(member_a, "P2", "10.00", reference="R1")
+
+    assert again.replayed is True
+    assert everything() == before
+
+
+def test_a_withdrawn_bonus_already_spent_is_flagged_when_debt_is_forbidden(member_a, program_a):
+    challenge = ChallengeFactory(program=program_a, required_count=2, bonus_points=100)
+    buy(member_a, "10.00", reference="P1", at=T)
+    buy(member_a, "10.00", reference="P2", at=T + timedelta(hours=1))
+    spend(member_a, 110)  # 120 held: 10 left
+
+    result = give_back(member_a, "P2", "10.00")
+
+    # The return takes its 10; nothing is left for the bonus: all 100 flagged.
+    assert (result.points, result.shortfall, result.withdrawn) == (10, 0, ())
+    key = f"challenge:{challenge.pk}:{member_a.pk}"
+    flag = PointsShortfall.objects.get()
+    assert (flag.points, flag.reference, flag.entry.idempotency_key) == (100, f"withdraw:{key}", key)
+    assert account(member_a).balance == 0
+    # Flagged counts as withdrawn: a further return finds nothing standing and flags nothing more.
+    give_back(member_a, "P1", "10.00")  # its own 10 are flagged, the bonus is not again
+    assert PointsShortfall.objects.filter(reference__startswith="withdraw:").count() == 1
+
+
+def test_a_withdrawn_bonus_already_spent_becomes_a_debt_when_allowed(member_a, program_a, allow_debt):
+    ChallengeFactory(program=program_a, required_count=2, bonus_points=100)
+    buy(member_a, "10.00", reference="P1", at=T)
+    buy(member_a, "10.00", reference="P2", at=T + timedelta(hours=1))
+    spend(member_a, 120)
+
+    result = give_back(member_a, "P2", "10.00")
+
+    assert [p.entry.points for p in result.withdrawn] == [-100]
+    assert account(member_a).balance == -110
+
+
+def test_a_full_return_breaks_a_streak_and_withdraws_its_bonus(member_a, program_a):
+    streak = StreakFactory(program=program_a, length=3, bonus_points=50)
+    for n in (10, 11, 12):
+        buy(member_a, "10.00", reference=f"D{n}", at=datetime(2026, 3, n, 12, tzinfo=UTC))
+    key = f"streak:{streak.pk}:{member_a.pk}:2026-03-10"
+    assert bonuses(member_a) == [(key, 50)]
+
+    result = give_back(member_a, "D11", "10.00")
+
+    assert [p.entry.points for p in result.withdrawn] == [-50]
+    assert bonuses(member_a) == [(key, 0)]
+
+
+def test_a_return_outside_a_streaks_run_leaves_its_bonus(member_a, program_a):
+    StreakFactory(program=program_a, length=3, bonus_points=50)
+    buy(member_a, "10.00", reference="D05", at=datetime(2026, 3, 5, 12, tzinfo=UTC))
+    for n in (10, 11, 12):
+        buy(member_a, "10.00", reference=f"D{n}", at=datetime(2026, 3, n, 12, tzinfo=UTC))
+
+    result = give_back(member_a, "D05", "10.00")
+
+    assert result.withdrawn == ()
+    assert [points for _, points in bonuses(member_a)] == [50]
+
+
+# --- Expired points ------------------------------------------------------------------------
+
+
+def test_a_return_takes_nothing_for_points_that_expired(member_a, program_a):
+    program_a.expiry_policy = Program.ExpiryPolicy.MONTHS_AFTER_EARN
+    program_a.expiry_months = 1
+    program_a.save()
+    buy(member_a, "100.00", reference="P1")  # 100 points, expire a month later
+    buy(member_a, "50.00", reference="P2", at=T + timedelta(days=40))  # 50 points, still live
+    spend(member_a, 30)  # from P1's lot, the soonest to expire
+    ledger.expire_due_lots(now=T + timedelta(days=45))  # P1's other 70 expire
+    assert account(member_a).balance == 50
+
+    result = give_back(member_a, "P1", "100.00")
+
+    # Only the 30 spent are taken back (from P2's lot); the 70 expired left the balance already.
+    assert (result.points, result.expired, result.shortfall) == (30, 70, 0)
+    assert result.note == "70 points of this purchase had expired; nothing to take back for them."
+    assert account(member_a).balance == 20
+    assert give_back(member_a, "P1", "100.00").points == 0
+
+
+# --- A purchase that earned nothing ---------------------------------------------------------
+
+
+def test_a_return_of_a_purchase_that_earned_nothing_answers_nothing_to_take_back(member_a, purchase_rule):
+    purchase_rule.min_amount = Decimal("5.00")
+    purchase_rule.save()
+    earned = buy(member_a, "2.00", reference="SMALL")
+    assert earned.posting is None
+    assert UnpaidActivity.objects.filter(reference="SMALL", member=member_a).exists()
+    before = everything()
+
+    result = give_back(member_a, "SMALL", "2.00")
+
+    assert (result.points, result.shortfall, result.posting) == (0, 0, None)
+    assert result.note == "Nothing to take back: the purchase earned no points."
+    assert everything() == before
+    # An unknown reference, and another member's unpaid purchase, are still errors.
+    with pytest.raises(PurchaseNotFound):
+        give_back(member_a, "NEVER", "2.00")
+
+
+def test_another_members_unpaid_purchase_is_not_found(member_a, member_b, purchase_rule):
+    purchase_rule.min_amount = Decimal("5.00")
+    purchase_rule.save()
+    buy(member_a, "2.00", reference="SMALL")
+
+    with pytest.raises(PurchaseNotFound):
+        give_back(member_b, "SMALL", "2.00")
+
+
+# --- Return references ------------------------------------------------------------------
+
+
+def test_a_flagged_return_reference_reused_for_another_return_is_a_conflict(member_a):
+    buy(member_a, "100.00", reference="P1")
+    buy(member_a, "100.00", reference="P2")
+    spend(member_a, 200)
+    give_back(member_a, "P1", "50.00", reference="R1")  # nothing there: all 50 flagged
+    before = everything()
+
+    for other in (("P1", "20.00"), ("P2", "50.00")):
+        with pytest.raises(IdempotencyConflict) as error:
+            give_back(member_a, other[0], other[1], reference="R1")
+        assert error.value.field == "reference"
+        assert "already used for a different return" in error.value.message
+
+    assert everything() == before
+
+
+def test_a_flagged_return_sent_again_is_a_replay(member_a):
+    buy(member_a, "100.00", reference="P1")
+    spend(member_a, 100)
+    first = give_back(member_a, "P1", "50.00", reference="R1")
+
+    again = give_back(member_a, "P1", "50", reference="R1")
+
+    assert again.replayed is True
+    assert (again.points, again.shortfall, again.note) == (first.points, first.shortfall, first.note)
+    assert PointsShortfall.objects.count() == PurchaseReturn.objects.count() == 1
+
+
+def test_a_return_that_took_nothing_still_counts_its_amount(member_a):
+    buy(member_a, "100.00", reference="P1")
+    spend(member_a, 100)
+    give_back(member_a, "P1", "50.00")  # all 50 flagged, no reversal
+    buy(member_a, "100.00", reference="P2")
+
+    second = give_back(member_a, "P1", "80.00")  # only 50.00 of the purchase are left to return
+
+    assert second.points == 50
+    assert second.posting.entry.breakdown["returned_amount"] == "50.00"
+
+
+# --- Returns recorded before PurchaseReturn existed ---------------------------------------------
+
+
+def test_the_migration_records_earlier_returns_so_later_ones_add_up(member_a):
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    buy(member_a, "100.00", reference="P1")
+    buy(member_a, "100.00", reference="P2")
+    give_back(member_a, "P1", "40.00", reference="R1")  # 40 taken
+    spend(member_a, 160)
+    give_back(member_a, "P2", "50.00", reference="R2")  # nothing there: 50 flagged
+    expected = list(
+        PurchaseReturn.objects.order_by("pk").values_list(
+            "reference", "returned_amount", "points", "shortfall", "completes_purchase"
+        )
+    )
+    # Back to the state before the model: drop the records (PostgreSQL's triggers stand aside
+    # for this one statement, inside this test's transaction).
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("DELETE FROM loyalty_purchasereturn")
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+
+    importlib.import_module("loyalty.migrations.0009_returns_unpaid_activities").record_earlier_returns(
+        apps, None
+    )
+
+    rebuilt = list(
+        PurchaseReturn.objects.order_by("pk").values_list(
+            "reference", "returned_amount", "points", "shortfall", "completes_purchase"
+        )
+    )
+    assert rebuilt == expected
+    # And the next return of P1 counts the 40.00 already returned.
+    give_back(member_a, "P1", "100.00", reference="R3")
+    assert PurchaseReturn.objects.get(reference="R3").returned_amount == Decimal("60.00")

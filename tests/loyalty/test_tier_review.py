@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from loyalty import notifications, tasks
+from loyalty.audit import acting_as
 from loyalty.models import Member, Tier, TierChange
 from loyalty.services import member_create
 from loyalty.tier_review import tiers_review_all
@@ -157,6 +158,43 @@ def test_the_reviews_query_count_does_not_grow_with_the_number_of_members(
         report = tiers_review_all(now=REVIEW)
 
     assert (report.members, report.changes) == (30, [])
+
+
+def test_the_reviews_query_count_stays_the_same_however_many_members_change(
+    gold, silver, program_a, django_assert_num_queries, django_capture_on_commit_callbacks, monkeypatch
+):
+    told = []
+    monkeypatch.setattr(notifications, "_handlers", [lambda **message: told.append(message)])
+    for i in range(3):
+        a_member(program_a, tier=gold, points=150, name=f"Few{i}")
+    with CaptureQueriesContext(connection) as few:
+        assert tiers_review_all(now=REVIEW).downgrades == 3
+    for i in range(30):
+        a_member(program_a, tier=gold, points=150, name=f"Many{i}")
+
+    with django_assert_num_queries(len(few)), django_capture_on_commit_callbacks(execute=True):
+        report = tiers_review_all(now=REVIEW)
+
+    assert (report.members, report.downgrades, len(report.changes)) == (33, 30, 30)
+    assert Member.objects.filter(program=program_a, tier=silver).count() == 33
+    assert TierChange.objects.count() == 33
+    assert len(told) == 30  # every member of the second review told once
+    assert len({m["dedupe_key"] for m in told}) == 30
+
+
+def test_each_changed_member_gets_a_history_row_labelled_with_the_job(gold, silver, program_a):
+    member = a_member(program_a, tier=gold, points=150)
+    with acting_as("command:review_tiers"):
+        tiers_review_all(now=REVIEW)
+
+    latest = member.history.latest("history_id")
+    assert (latest.tier_id, latest.history_type) == (silver.pk, "~")
+    assert latest.history_change_reason == "command:review_tiers"
+    # Without an acting label, the review's own.
+    member.tier = gold
+    member.save()
+    tiers_review_all(now=REVIEW)
+    assert member.history.latest("history_id").history_change_reason == "job:review_tiers"
 
 
 def test_the_task_reviews_and_returns_a_summary(gold, silver, program_a):
