@@ -1,0 +1,1 @@
+"""The integration API for client systems: program-scoped keys, idempotent writes."""

@@ -1,0 +1,25 @@
+"""Rate limiting per API key (its own `rate_limit`), counted in the Django cache."""
+
+from rest_framework.throttling import SimpleRateThrottle
+
+from loyalty.api.models import ApiKey
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    scope = "api_key"
+
+    def get_rate(self):
+        # The rate is the key's; resolved per request in allow_request.
+        return None
+
+    def allow_request(self, request, view):
+        key = request.auth
+        if not isinstance(key, ApiKey):
+            return True
+        self.rate = key.rate_limit
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view):
+        # The prefix is random per key, so keys of a flushed test database never share a counter.
+        return f"throttle:api:{request.auth.prefix}"

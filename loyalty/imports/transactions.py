@@ -1,0 +1,101 @@
+"""Purchases, activities and returns from a CSV file, posted through `loyalty.earning`.
+
+Columns: membership_number, type, reference, occurred_at, amount, original_reference.
+`type` is "purchase", "return" or an activity code of the program's earning rules;
+a purchase and a return need an amount, a return names the purchase it returns in
+`original_reference`. Times without a zone are in the program's time zone.
+
+Each row posts exactly as the API would (the same services, so the same rules,
+caps, promotions and idempotency by reference): a row reported by both the API
+and a file earns once. A refused row (unknown member, no such purchase, member
+suspended...) rolls back alone, inside the service's savepoint; the chunk's other rows land.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from loyalty.earning import activity_post, purchase_return
+from loyalty.errors import ApplicationError
+from loyalty.imports.engine import Importer, Row, RowError, RowForm, register
+from loyalty.models import PURCHASE, LedgerEntry, Member
+
+RETURN = "return"
+
+
+class TransactionRowForm(RowForm):
+    membership_number = forms.CharField(max_length=20)
+    type = forms.SlugField(max_length=40, help_text='"purchase", "return" or an activity code.')
+    reference = forms.CharField(max_length=120)
+    occurred_at = forms.DateTimeField()
+    amount = forms.DecimalField(required=False, max_digits=12, decimal_places=2, min_value=0.01)
+    original_reference = forms.CharField(required=False, max_length=120)
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("type")
+        if kind in (PURCHASE, RETURN) and data.get("amount") is None and "amount" not in self.errors:
+            self.add_error("amount", f"A {kind} needs an amount.")
+        if kind == RETURN and not data.get("original_reference"):
+            self.add_error("original_reference", "A return names the purchase it returns.")
+        return data
+
+
+@register
+class TransactionImporter(Importer):
+    kind = "transactions"
+    label = "Purchases, activities and returns"
+    form_class = TransactionRowForm
+    required_columns = ("membership_number", "type", "reference", "occurred_at")
+    optional_columns = ("amount", "original_reference")
+    description = __doc__
+
+    def key(self, data) -> str:
+        # The ledger's own key space: a return by its reference, anything else by type and reference.
+        return f"{data['type']}:{data['reference']}"
+
+    def land(self, rows: list[Row]) -> list[RowError]:
+        numbers = {row.data["membership_number"] for row in rows}
+        members = {
+            member.membership_number: member
+            for member in Member.objects.filter(
+                program=self.program, membership_number__in=numbers
+            ).select_related("program", "tier", "account")
+        }
+        refused = []
+        for row in rows:
+            data = row.data
+            member = members.get(data["membership_number"])
+            if member is None:
+                refused.append(
+                    RowError(row.line, "membership_number", "No such member in this program.", row.key)
+                )
+                continue
+            try:
+                # The services post inside their own atomic block (a savepoint here, in the
+                # chunk's transaction), so a refusal undoes this row only.
+                self._post(member, data)
+            except ApplicationError as error:
+                refused.append(RowError(row.line, error.field or "", error.message, row.key))
+        return refused
+
+    def _post(self, member: Member, data) -> None:
+        if data["type"] == RETURN:
+            purchase_return(
+                member=member,
+                original_reference=data["original_reference"],
+                amount=data["amount"],
+                reference=data["reference"],
+                source=LedgerEntry.Source.IMPORT,
+                actor=self.actor,
+            )
+        else:
+            activity_post(
+                member=member,
+                code=data["type"],
+                reference=data["reference"],
+                amount=data["amount"],
+                occurred_at=data["occurred_at"],
+                source=LedgerEntry.Source.IMPORT,
+                actor=self.actor,
+            )
