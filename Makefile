@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: run test lint bench worker beat install clean
+.PHONY: run test lint bench load worker beat install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ test: lint
 
 bench: install
 	$(MANAGE) benchmark ledger
+	$(MANAGE) benchmark api
+	$(MANAGE) benchmark imports
+	$(MANAGE) benchmark reports
+
+# A minute of mixed API traffic under gunicorn with a real Celery worker, then reconcile
+# (needs PostgreSQL and Redis; not part of `make test`).
+load: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/loyalty_load} \
+	  REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/14} \
+	  $(BIN)/python -m loyalty.benchmarks.load $(LOAD_ARGS)
 
 worker: $(VENV)/.installed
 	$(BIN)/celery -A config worker --loglevel=info

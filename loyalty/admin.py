@@ -34,11 +34,13 @@ from loyalty.models import (
     Program,
     Promotion,
     PromotionUsage,
+    PurchaseReturn,
     Redemption,
     Reward,
     Streak,
     Tier,
     TierChange,
+    UnpaidActivity,
 )
 from loyalty.selectors import members_matching
 
@@ -409,6 +411,38 @@ class PointsShortfallAdmin(ReadOnlyHistoryAdmin):
     list_select_related = ["member", "program"]
     search_fields = ["=member__membership_number", "=reference"]
     raw_id_fields = ["member", "entry"]
+
+
+@admin.register(PurchaseReturn)
+class PurchaseReturnAdmin(ReadOnlyAdmin):
+    """Every accepted return, with what it took, flagged or found expired (written once)."""
+
+    list_display = [
+        "created_at",
+        "reference",
+        "member",
+        "returned_amount",
+        "points",
+        "shortfall",
+        "expired",
+        "completes_purchase",
+        "program",
+    ]
+    list_filter = ["completes_purchase", PROGRAM_FILTER, "created_at"]
+    list_select_related = ["member", "program"]
+    search_fields = ["=member__membership_number", "=reference", "=purchase__reference"]
+    raw_id_fields = ["member", "purchase", "entry"]
+
+
+@admin.register(UnpaidActivity)
+class UnpaidActivityAdmin(ReadOnlyAdmin):
+    """Activities that earned nothing: their references are taken, their calculation kept."""
+
+    list_display = ["created_at", "activity_code", "reference", "member", "occurred_at", "program"]
+    list_filter = ["activity_code", PROGRAM_FILTER]
+    list_select_related = ["member", "program"]
+    search_fields = ["=member__membership_number", "=reference"]
+    raw_id_fields = ["member"]
 
 
 # --- The ledger (read-only) ------------------------------------------------------------------------

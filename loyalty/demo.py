@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from importlib import import_module
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -251,6 +252,9 @@ def seed_demo(*, months: int = 12, log=print) -> list[DemoLogin]:
         log(f"{program.name}: creating {spec.members} members with {months} months of history...")
         _seed_program(spec, program, months=months, rng=random.Random(spec.slug))
     logins.append(_member_login(programs["bean-there"]))
+    # The other apps build on the programs and members seeded above.
+    for app in ("referrals", "disputes", "agents"):
+        import_module(f"{app}.demo").seed(programs=programs, months=months, log=log)
     return logins
 
 
@@ -367,6 +371,7 @@ def _seed_program(spec: ProgramSpec, program: Program, *, months: int, rng: rand
             members.append(
                 (
                     member_create(
+                        channel="demo",
                         program=program,
                         first_name=first,
                         last_name=last,

@@ -10,14 +10,15 @@ key: the same event reported twice earns once, whichever channel reports it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 
-from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from loyalty import ledger, tiers
+from loyalty import ledger, signals, tiers
 from loyalty.errors import ApplicationError
 from loyalty.ledger import Actor, Posting
 from loyalty.models import (
@@ -30,7 +31,9 @@ from loyalty.models import (
     Program,
     Promotion,
     PromotionUsage,
+    PurchaseReturn,
     Streak,
+    UnpaidActivity,
 )
 
 Kind = LedgerEntry.Kind
@@ -76,6 +79,8 @@ class Calculation:
     promotions: tuple[PromotionLine, ...] = ()
     capped: int = 0
     note: str = ""
+    # Promotions with a budget or a use cap, whose usage posting must charge; not part of the breakdown.
+    budgeted: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
     total: int = field(init=False)
 
     def __post_init__(self):
@@ -84,8 +89,24 @@ class Calculation:
 
     def as_breakdown(self) -> dict:
         data = asdict(self)
+        del data["budgeted"]
         data["promotions"] = [asdict(line) for line in self.promotions]
         return data
+
+    def promotion_awards(self) -> list[tuple[PromotionLine, int]]:
+        """Each promotion line with the points it actually awarded once the cap is applied.
+
+        A cap cuts from the top: the promotions first, the last one applied first,
+        then the tier boost and the base. A promotion is a bonus on top of what the
+        rule earns, so points the cap refused were never the promotion's to give,
+        and its budget is charged only with what the member got.
+        """
+        cut, awards = self.capped, []
+        for line in reversed(self.promotions):
+            taken = min(cut, line.points)
+            cut -= taken
+            awards.append((line, line.points - taken))
+        return list(reversed(awards))
 
 
 @dataclass(frozen=True)
@@ -152,14 +173,19 @@ def _local_day_and_month(program: Program, at: datetime) -> tuple[tuple, tuple]:
 
 
 def _promotions(member: Member, code: str, at: datetime):
+    """The running promotions that apply to the member's activity and tier, in one query.
+
+    A promotion with no tiers is for everyone; one with tiers, for members at one of them
+    (a (promotion, tier) pair is unique, so the join yields each promotion once).
+    """
+    for_tier = Q(tiers__isnull=True)
+    if member.tier_id is not None:
+        for_tier |= Q(tiers=member.tier_id)
     promotions = Promotion.objects.filter(
-        program_id=member.program_id, is_active=True, starts_at__lte=at, ends_at__gt=at
-    ).prefetch_related("tiers")
+        for_tier, program_id=member.program_id, is_active=True, starts_at__lte=at, ends_at__gt=at
+    )
     for promotion in promotions.order_by("pk"):
         if promotion.activity_codes and code not in promotion.activity_codes:
-            continue
-        scoped = list(promotion.tiers.all())
-        if scoped and member.tier_id not in {tier.pk for tier in scoped}:
             continue
         yield promotion
 
@@ -210,8 +236,10 @@ def activity_calculate(
         base = rule.fixed_points
     tier = member.tier
     boost = int((Decimal(base) * (tier.multiplier - 1)).to_integral_value(ROUND_FLOOR)) if tier else 0
-    lines = []
+    lines, budgeted = [], set()
     for promotion in _promotions(member, code, occurred_at):
+        if promotion.budget_points is not None or promotion.max_uses is not None:
+            budgeted.add(promotion.pk)
         if promotion.kind == Promotion.Kind.MULTIPLIER:
             points = int((Decimal(base) * (promotion.multiplier - 1)).to_integral_value(ROUND_FLOOR))
         else:
@@ -244,6 +272,7 @@ def activity_calculate(
         promotions=tuple(lines),
         capped=capped,
         note=note,
+        budgeted=frozenset(budgeted),
     )
 
 
@@ -263,14 +292,32 @@ def _activity_key(code: str, reference: str) -> str:
     return f"activity:{code}:{reference}"
 
 
-def _replay(program_id: int, key: str, request: dict) -> LedgerEntry | None:
-    """The entry an earlier identical request made; a different request with the key is a conflict."""
-    entry = LedgerEntry.objects.filter(program_id=program_id, idempotency_key=key).first()
-    if entry is not None and entry.breakdown.get("request") != request:
+def _earlier_event(program_id: int, key: str, request: dict) -> LedgerEntry | UnpaidActivity | None:
+    """What an earlier identical activity made (its entry, or its record when it earned nothing).
+
+    One statement over both tables, since every new posting asks. The same
+    reference with a different request is a conflict.
+    """
+    # No ORDER BY in the parts of a UNION (SQLite refuses it): .order_by() drops the models' ordering.
+    paid = (
+        LedgerEntry.objects.filter(program_id=program_id, idempotency_key=key)
+        .order_by()
+        .values_list("pk", "breakdown", Value(True, output_field=BooleanField()))
+    )
+    unpaid = (
+        UnpaidActivity.objects.filter(program_id=program_id, idempotency_key=key)
+        .order_by()
+        .values_list("pk", "breakdown", Value(False, output_field=BooleanField()))
+    )
+    row = next(iter(paid.union(unpaid, all=True)), None)
+    if row is None:
+        return None
+    pk, breakdown, is_entry = row
+    if (breakdown or {}).get("request") != request:
         raise ledger.IdempotencyConflict(
             f"Reference {key.split(':', 2)[-1]!r} was already used for a different event.", field="reference"
         )
-    return entry
+    return LedgerEntry.objects.get(pk=pk) if is_entry else UnpaidActivity.objects.get(pk=pk)
 
 
 def activity_post(
@@ -310,19 +357,23 @@ def activity_post(
         account = ledger.lock_accounts([member.account.pk])[member.account.pk]
         # The caller loaded the member before the lock; a posting that committed
         # meanwhile may have upgraded it (or an agent suspended it). Tier and status
-        # are read again under the lock that upgrades and the review hold.
-        member.refresh_from_db(fields=["status", "tier"])
-        existing = _replay(member.program_id, key, request)
+        # are read again under the lock that upgrades and the review hold, in their own
+        # statement (see `ledger.lock_accounts`), the tier with them.
+        fresh = Member.objects.select_related("tier").only("status", "tier").get(pk=member.pk)
+        member.status, member.tier = fresh.status, fresh.tier
+        existing = _earlier_event(member.program_id, key, request)
         if existing is not None:
-            return ActivityResult(
-                calculation=_calculation_of(existing), posting=Posting(existing, replayed=True)
-            )
+            posting = Posting(existing, replayed=True) if isinstance(existing, LedgerEntry) else None
+            return ActivityResult(calculation=_calculation_of(existing), posting=posting)
         rule = _rule(member.program, code, occurred_at)
         calc = activity_calculate(
             member=member, code=code, amount=amount, occurred_at=occurred_at, lock=True, rule=rule
         )
         if calc.total <= 0:
-            return ActivityResult(calculation=calc, posting=None)
+            _record_unpaid(member, key, code, reference.strip(), occurred_at, calc, request, now)
+            result = ActivityResult(calculation=calc, posting=None)
+            _announce(result, member, code, value, occurred_at, reference, source, actor)
+            return result
         posting = ledger.credit(
             account=account,
             points=calc.total,
@@ -336,14 +387,53 @@ def activity_post(
             now=now,
             **_timing(rule, member.program, code, occurred_at),
         )
-        for line in calc.promotions:
-            _spend_budget(line)
+        for line, awarded in calc.promotion_awards():
+            if line.promotion_id in calc.budgeted:
+                _spend_budget(line, awarded)
         bonuses = _challenge_and_streak_bonuses(member, account, code, occurred_at, actor, source, now)
         tiers.tier_upgrade_check(member=member, actor_label=actor.label, now=occurred_at)
-    return ActivityResult(calculation=calc, posting=posting, bonuses=bonuses)
+        result = ActivityResult(calculation=calc, posting=posting, bonuses=bonuses)
+        _announce(result, member, code, value, occurred_at, reference, source, actor)
+    return result
 
 
-def _calculation_of(entry: LedgerEntry) -> Calculation:
+def _announce(result, member, code, amount, occurred_at, reference, source, actor) -> None:
+    signals.activity_posted.send(
+        sender=ActivityResult,
+        member=member,
+        code=code,
+        amount=amount,
+        occurred_at=occurred_at,
+        reference=reference.strip(),
+        source=source,
+        actor=actor,
+        result=result,
+    )
+
+
+def _record_unpaid(member, key, code, reference, occurred_at, calc, request, now) -> None:
+    """Keep the reference of an event that earned nothing (see `UnpaidActivity`)."""
+    try:
+        with transaction.atomic():
+            UnpaidActivity.objects.create(
+                program_id=member.program_id,
+                member=member,
+                idempotency_key=key,
+                activity_code=code,
+                reference=reference,
+                occurred_at=occurred_at,
+                breakdown={**calc.as_breakdown(), "request": request},
+                created_at=now or timezone.now(),
+            )
+    except IntegrityError:
+        # Another member's event took the reference meanwhile (one member's are serialised
+        # by the account lock, so this is never a replay).
+        raise ledger.IdempotencyConflict(
+            f"Reference {reference!r} was already used for a different event.", field="reference"
+        ) from None
+
+
+def _calculation_of(entry: LedgerEntry | UnpaidActivity) -> Calculation:
     data = {k: v for k, v in entry.breakdown.items() if k not in ("total", "request")}
     data["promotions"] = tuple(PromotionLine(**line) for line in data.get("promotions", ()))
     return Calculation(**data)
@@ -365,38 +455,77 @@ def _timing(rule: EarningRule, program: Program, code: str, occurred_at: datetim
     return timing
 
 
-def _spend_budget(line: PromotionLine) -> None:
+def _spend_budget(line: PromotionLine, awarded: int) -> None:
+    """Charge the promotion with what it awarded; a line the cap cut to nothing was not a use."""
+    if awarded <= 0:
+        return
     PromotionUsage.objects.filter(promotion_id=line.promotion_id).update(
-        points_awarded=F("points_awarded") + line.points, uses=F("uses") + 1
+        points_awarded=F("points_awarded") + awarded, uses=F("uses") + 1
+    )
+
+
+def _counted(account, code: str):
+    """The member's earns of `code` that count as qualifying actions for challenges and streaks.
+
+    A purchase returned in full no longer counts (its last return is marked
+    `completes_purchase`); a partly returned one still does.
+    """
+    completed = PurchaseReturn.objects.filter(purchase=OuterRef("pk"), completes_purchase=True)
+    return LedgerEntry.objects.filter(account=account, kind=Kind.EARN, breakdown__activity=code).filter(
+        ~Exists(completed)
+    )
+
+
+def _challenge_key(challenge: Challenge, member: Member) -> str:
+    return f"challenge:{challenge.pk}:{member.pk}"
+
+
+def _streak_key(streak: Streak, member: Member, start: date) -> str:
+    return f"streak:{streak.pk}:{member.pk}:{start.isoformat()}"
+
+
+def _running_challenges_and_streaks(program_id: int, code: str, at: datetime):
+    """The active challenges and streaks for `code`: one statement when there are none (the usual case)."""
+    challenges = Challenge.objects.filter(
+        program_id=program_id, activity_code=code, is_active=True, starts_at__lte=at, ends_at__gt=at
+    )
+    streaks = Streak.objects.filter(program_id=program_id, activity_code=code, is_active=True)
+    found = list(
+        challenges.order_by()
+        .values_list("pk", Value(True, output_field=BooleanField()))
+        .union(streaks.order_by().values_list("pk", Value(False, output_field=BooleanField())), all=True)
+    )
+    if not found:
+        return [], []
+    return (
+        list(challenges.filter(pk__in=[pk for pk, is_challenge in found if is_challenge])),
+        list(streaks.filter(pk__in=[pk for pk, is_challenge in found if not is_challenge])),
     )
 
 
 def _challenge_and_streak_bonuses(member, account, code, at, actor, source, now) -> tuple[Posting, ...]:
     bonuses = []
-    for challenge in Challenge.objects.filter(
-        program_id=member.program_id, activity_code=code, is_active=True, starts_at__lte=at, ends_at__gt=at
-    ):
-        done = LedgerEntry.objects.filter(
-            account=account,
-            kind=Kind.EARN,
-            breakdown__activity=code,
-            occurred_at__gte=challenge.starts_at,
-            occurred_at__lt=challenge.ends_at,
-        ).count()
+    challenges, streaks = _running_challenges_and_streaks(member.program_id, code, at)
+    for challenge in challenges:
+        done = (
+            _counted(account, code)
+            .filter(occurred_at__gte=challenge.starts_at, occurred_at__lt=challenge.ends_at)
+            .count()
+        )
         if done >= challenge.required_count:
             bonuses.append(
                 _bonus(
                     account,
                     challenge.bonus_points,
                     f"Challenge completed: {challenge.name}",
-                    f"challenge:{challenge.pk}:{member.pk}",
+                    _challenge_key(challenge, member),
                     actor,
                     source,
                     at,
                     now,
                 )
             )
-    for streak in Streak.objects.filter(program_id=member.program_id, activity_code=code, is_active=True):
+    for streak in streaks:
         start = _streak_completed(streak, account, code, at, member.program)
         if start is not None:
             bonuses.append(
@@ -404,7 +533,7 @@ def _challenge_and_streak_bonuses(member, account, code, at, actor, source, now)
                     account,
                     streak.bonus_points,
                     f"Streak completed: {streak.name}",
-                    f"streak:{streak.pk}:{member.pk}:{start.isoformat()}",
+                    _streak_key(streak, member, start),
                     actor,
                     source,
                     at,
@@ -412,6 +541,23 @@ def _challenge_and_streak_bonuses(member, account, code, at, actor, source, now)
                 )
             )
     return tuple(posting for posting in bonuses if posting is not None and not posting.replayed)
+
+
+def _periods(streak: Streak, account, code: str, since: date, until: datetime, program: Program) -> set[date]:
+    """The local days (or Mondays of the weeks) from `since` to `until` with a counted action."""
+    days = 1 if streak.period == Streak.Period.DAY else 7
+    active = set()
+    for moment in (
+        _counted(account, code)
+        .filter(
+            occurred_at__gte=timezone.make_aware(datetime.combine(since, datetime.min.time()), program.tz),
+            occurred_at__lte=until,
+        )
+        .values_list("occurred_at", flat=True)
+    ):
+        day = timezone.localtime(moment, program.tz).date()
+        active.add(day if days == 1 else day - timedelta(days=day.weekday()))
+    return active
 
 
 def _streak_completed(streak: Streak, account, code: str, at: datetime, program: Program):
@@ -424,29 +570,53 @@ def _streak_completed(streak: Streak, account, code: str, at: datetime, program:
     local = timezone.localtime(at, program.tz).date()
     current = local if days == 1 else local - timedelta(days=local.weekday())
     since = current - timedelta(days=days * streak.length)
-    active = set()
-    for moment in LedgerEntry.objects.filter(
-        account=account,
-        kind=Kind.EARN,
-        breakdown__activity=code,
-        occurred_at__gte=timezone.make_aware(datetime.combine(since, datetime.min.time()), program.tz),
-        occurred_at__lte=at,
-    ).values_list("occurred_at", flat=True):
-        day = timezone.localtime(moment, program.tz).date()
-        active.add(day if days == 1 else day - timedelta(days=day.weekday()))
+    active = _periods(streak, account, code, since, at, program)
     run = [current - timedelta(days=days * i) for i in range(streak.length)]
     if all(period in active for period in run) and since not in active:
         return run[-1]
     return None
 
 
+def _bonuses_paid(account, key: str):
+    """Bonus entries paid under `key` (a bonus paid again after being withdrawn is `key#2`, ...),
+    each with `standing`: the points not yet reversed or flagged as a shortfall."""
+    reversed_ = (
+        LedgerEntry.objects.filter(reverses=OuterRef("pk"))
+        .order_by()
+        .values("reverses")
+        .annotate(total=Sum(F("points") + F("pending_points")))
+        .values("total")
+    )
+    flagged = (
+        PointsShortfall.objects.filter(entry=OuterRef("pk"))
+        .order_by()
+        .values("entry")
+        .annotate(total=Sum("points"))
+        .values("total")
+    )
+    return (
+        LedgerEntry.objects.filter(account=account, kind=Kind.BONUS)
+        .filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}#"))
+        .annotate(
+            standing=F("points")
+            + F("pending_points")
+            + Coalesce(Subquery(reversed_), 0)
+            - Coalesce(Subquery(flagged), 0)
+        )
+        .order_by("pk")
+    )
+
+
 def _bonus(account, points, reason, key, actor, source, at, now) -> Posting | None:
-    """Pay a challenge or streak bonus once per key; None when it was already paid.
+    """Pay a challenge or streak bonus unless one is standing for `key`; None when it is.
 
     Every later qualifying action finds the bonus due again, but at another time:
-    posting the key again would be an idempotency conflict, not a replay.
+    posting the key again would be an idempotency conflict, not a replay. A bonus
+    withdrawn by a return (`_withdraw_bonuses`) no longer stands, so completing the
+    challenge again pays it again, under the next key.
     """
-    if LedgerEntry.objects.filter(program_id=account.program_id, idempotency_key=key).exists():
+    paid = list(_bonuses_paid(account, key))
+    if any(bonus.standing > 0 for bonus in paid):
         return None
     return ledger.credit(
         account=account,
@@ -454,14 +624,115 @@ def _bonus(account, points, reason, key, actor, source, at, now) -> Posting | No
         kind=Kind.BONUS,
         reason=reason,
         actor=actor,
-        idempotency_key=key,
+        idempotency_key=f"{key}#{len(paid) + 1}" if paid else key,
         source=source,
         occurred_at=at,
         now=now,
     )
 
 
+def _withdraw_bonuses(*, member, account, earn, return_reference, actor, source, now) -> list[Posting]:
+    """Take back the challenge and streak bonuses that no longer hold once `earn` stopped counting.
+
+    A challenge's bonus stands while its window still holds `required_count`
+    counted actions; a streak's while every period of its run still has one. A
+    withdrawal is a reversal keyed by the bonus, so it happens once; points the
+    member already spent are a debt or a flagged shortfall, as for the return.
+    """
+    code, at = earn.breakdown.get("activity"), earn.occurred_at
+    program = member.program
+    undone = []
+    for challenge in Challenge.objects.filter(
+        program_id=member.program_id, activity_code=code, starts_at__lte=at, ends_at__gt=at
+    ):
+        standing = [b for b in _bonuses_paid(account, _challenge_key(challenge, member)) if b.standing > 0]
+        if not standing:
+            continue
+        done = (
+            _counted(account, code)
+            .filter(occurred_at__gte=challenge.starts_at, occurred_at__lt=challenge.ends_at)
+            .count()
+        )
+        if done < challenge.required_count:
+            undone += standing
+    local = timezone.localtime(at, program.tz).date()
+    for streak in Streak.objects.filter(program_id=member.program_id, activity_code=code):
+        days = 1 if streak.period == Streak.Period.DAY else 7
+        period = local if days == 1 else local - timedelta(days=local.weekday())
+        prefix = f"streak:{streak.pk}:{member.pk}:"
+        for bonus in LedgerEntry.objects.filter(
+            account=account, kind=Kind.BONUS, idempotency_key__startswith=prefix
+        ).values_list("idempotency_key", flat=True):
+            start = date.fromisoformat(bonus[len(prefix) :].split("#")[0])
+            run = [start + timedelta(days=days * i) for i in range(streak.length)]
+            if period not in run:
+                continue
+            key = _streak_key(streak, member, start)
+            standing = [b for b in _bonuses_paid(account, key) if b.standing > 0]
+            if not standing:
+                continue
+            until = timezone.make_aware(datetime.combine(run[-1], datetime.max.time()), program.tz)
+            active = _periods(streak, account, code, start, until, program)
+            if not all(p in active for p in run):
+                undone += [b for b in standing if b not in undone]
+    postings = []
+    for bonus in undone:
+        points = min(bonus.standing, ledger.reversible_points(entry=bonus))
+        if points <= 0:
+            continue  # its points expired: nothing left to take
+        key = f"withdraw:{bonus.idempotency_key}"
+        posting, _, _ = _take_back(
+            member=member,
+            entry=bonus,
+            points=points,
+            key=key,
+            reason=f"Bonus withdrawn, purchase returned ({return_reference}): {bonus.reason}",
+            breakdown={"withdrawn": bonus.idempotency_key, "return": return_reference},
+            actor=actor,
+            source=source,
+            now=now,
+            flag_reference=key,
+        )
+        if posting is not None:
+            postings.append(posting)
+    return postings
+
+
+def _take_back(
+    *, member, entry, points, key, reason, breakdown, actor, source, now, flag_reference
+) -> tuple[Posting | None, int, int]:
+    """Reverse `points` of `entry`; what the member no longer has is a debt where the program
+    allows it, else taken as far as it goes and the rest flagged for an agent.
+
+    Returns the posting (None when nothing could be taken), the points taken and those flagged.
+    """
+    allow_debt = member.program.negative_balance_policy == Program.NegativeBalancePolicy.ALLOW_DEBT
+    common = {
+        "entry": entry,
+        "reason": reason,
+        "actor": actor,
+        "idempotency_key": key,
+        "source": source,
+        "allow_debt": allow_debt,
+        "now": now,
+    }
+    try:
+        return ledger.reverse(points=points, breakdown=breakdown, **common), points, 0
+    except ledger.InsufficientPoints as short:
+        available = short.extra["available"]
+    shortfall = points - available
+    posting = None
+    if available:
+        posting = ledger.reverse(points=available, breakdown={**breakdown, "shortfall": shortfall}, **common)
+    PointsShortfall.objects.create(
+        program_id=member.program_id, member=member, entry=entry, points=shortfall, reference=flag_reference
+    )
+    return posting, available, shortfall
+
+
 # --- Returns ------------------------------------------------------------------
+
+NOTHING_EARNED = "Nothing to take back: the purchase earned no points."
 
 
 @dataclass(frozen=True)
@@ -470,6 +741,26 @@ class ReturnResult:
     shortfall: int  # points that could not be taken back (flagged for an agent)
     posting: Posting | None
     note: str = ""
+    expired: int = 0  # points not taken back because they had expired (already gone)
+    withdrawn: tuple[Posting, ...] = ()  # challenge and streak bonuses taken back with it
+    replayed: bool = False
+
+
+def _return_replay(earlier: PurchaseReturn, request: dict) -> ReturnResult:
+    # Returns recorded before requests were kept have none: the reference alone decides.
+    if earlier.request and earlier.request != request:
+        raise ledger.IdempotencyConflict(
+            f"Return reference {earlier.reference!r} was already used for a different return.",
+            field="reference",
+        )
+    return ReturnResult(
+        points=earlier.points,
+        shortfall=earlier.shortfall,
+        posting=Posting(earlier.entry, replayed=True) if earlier.entry_id else None,
+        note=earlier.note,
+        expired=earlier.expired,
+        replayed=True,
+    )
 
 
 def purchase_return(
@@ -487,7 +778,15 @@ def purchase_return(
     Returns add up: together they never take back more than the purchase earned,
     and the one that completes the purchase takes back exactly the rest. Points
     already spent: the program's negative-balance policy records a debt, or the
-    shortfall is flagged for an agent.
+    shortfall is flagged for an agent. Points of the purchase that expired are not
+    taken (they already left the balance; see `ledger.reverse`).
+
+    Every accepted return is recorded once by its reference (`PurchaseReturn`):
+    the same request again is a replay, another request with that reference a
+    conflict. A purchase returned in full stops counting for challenges and
+    streaks, and the bonuses it completed that no longer hold are withdrawn.
+    A purchase that earned nothing answers "nothing to take back"; an unknown one
+    is `PurchaseNotFound`.
     """
     value = _parse_amount(amount)
     if value is None:
@@ -497,7 +796,7 @@ def purchase_return(
     reference = reference.strip()
     # Stripped as activity_post strips the purchase's reference, or a padded one is never found.
     original_reference = (original_reference or "").strip()
-    key = f"return:{reference}"
+    purchase_key = _activity_key(PURCHASE, original_reference)
     request = {
         "member": member.membership_number,
         "original_reference": original_reference,
@@ -505,72 +804,117 @@ def purchase_return(
     }
     with transaction.atomic():
         account = ledger.lock_accounts([member.account.pk])[member.account.pk]
-        earn = LedgerEntry.objects.filter(
-            program_id=member.program_id, idempotency_key=_activity_key(PURCHASE, original_reference)
-        ).first()
+        earn = LedgerEntry.objects.filter(program_id=member.program_id, idempotency_key=purchase_key).first()
         if earn is None or earn.account_id != account.pk:
+            unpaid = UnpaidActivity.objects.filter(
+                program_id=member.program_id, idempotency_key=purchase_key, member=member
+            )
+            if earn is None and unpaid.exists():
+                return ReturnResult(points=0, shortfall=0, posting=None, note=NOTHING_EARNED)
             raise PurchaseNotFound(
                 f"No purchase {original_reference!r} for this member.", field="original_reference"
             )
-        existing = _replay(member.program_id, key, request)
-        if existing is not None:
-            return ReturnResult(
-                points=-existing.points - existing.pending_points,
-                shortfall=existing.breakdown.get("shortfall", 0),
-                posting=Posting(existing, True),
-            )
-        flagged = PointsShortfall.objects.filter(program_id=member.program_id, reference=reference).first()
-        if flagged is not None:
-            return ReturnResult(points=0, shortfall=flagged.points, posting=None, note="Already flagged.")
+        earlier = (
+            PurchaseReturn.objects.select_related("entry")
+            .filter(program_id=member.program_id, reference=reference)
+            .first()
+        )
+        if earlier is not None:
+            return _return_replay(earlier, request)
         earned = earn.points + earn.pending_points
         purchase_amount = Decimal(earn.breakdown["amount"])
-        reversals = list(earn.reversals.all())
-        returned_before = sum(Decimal(r.breakdown.get("returned_amount", "0")) for r in reversals)
-        taken_before = -sum(r.points + r.pending_points for r in reversals)
-        taken_before += PointsShortfall.objects.filter(entry=earn).aggregate(s=Sum("points"))["s"] or 0
-        returned = min(value, purchase_amount - returned_before)
+        returned_before = PurchaseReturn.objects.filter(purchase=earn).aggregate(
+            total=Sum("returned_amount")
+        )["total"] or Decimal("0")
+        reversed_before = earn.reversals.aggregate(total=Sum(F("points") + F("pending_points")))["total"] or 0
+        flagged_before = (
+            PointsShortfall.objects.filter(entry=earn).aggregate(total=Sum("points"))["total"] or 0
+        )
+        taken_before = -reversed_before + flagged_before
+        returned = max(min(value, purchase_amount - returned_before), Decimal("0"))
+        record = {
+            "program_id": member.program_id,
+            "member": member,
+            "purchase": earn,
+            "reference": reference,
+            "returned_amount": returned,
+            "completes_purchase": returned > 0 and returned_before + returned == purchase_amount,
+            "request": request,
+            "created_at": now or timezone.now(),
+        }
         if returned <= 0:
-            return ReturnResult(
-                points=0, shortfall=0, posting=None, note="The whole purchase was already returned."
-            )
+            note = "The whole purchase was already returned."
+            _record_return(record, note=note)
+            return ReturnResult(points=0, shortfall=0, posting=None, note=note)
         target = int(
             (earned * (returned_before + returned) / purchase_amount).quantize(Decimal("1"), ROUND_HALF_UP)
         )
-        to_take = min(target, earned) - taken_before
-        breakdown = {
-            "request": request,
-            "returned_amount": str(returned),
-            "purchase_amount": str(purchase_amount),
-        }
-        if to_take <= 0:
-            return ReturnResult(points=0, shortfall=0, posting=None, note="Nothing left to take back.")
-        allow_debt = member.program.negative_balance_policy == Program.NegativeBalancePolicy.ALLOW_DEBT
-        common = {
-            "entry": earn,
-            "reason": f"Purchase {original_reference} returned ({returned})",
-            "actor": actor,
-            "idempotency_key": key,
-            "source": source,
-            "allow_debt": allow_debt,
-            "now": now,
-        }
-        try:
-            posting = ledger.reverse(points=to_take, breakdown=breakdown, **common)
-            return ReturnResult(points=to_take, shortfall=0, posting=posting)
-        except ledger.InsufficientPoints as short:
-            available = short.extra["available"]
-        shortfall = to_take - available
-        posting = None
-        if available:
-            posting = ledger.reverse(
-                points=available, breakdown={**breakdown, "shortfall": shortfall}, **common
+        due = min(target, earned) - taken_before
+        to_take = min(due, ledger.reversible_points(entry=earn))
+        expired = max(due, 0) - max(to_take, 0)
+        posting, taken, shortfall = None, 0, 0
+        if to_take > 0:
+            breakdown = {
+                "request": request,
+                "returned_amount": str(returned),
+                "purchase_amount": str(purchase_amount),
+            }
+            if expired:
+                breakdown["expired"] = expired
+            posting, taken, shortfall = _take_back(
+                member=member,
+                entry=earn,
+                points=to_take,
+                key=f"return:{reference}",
+                reason=f"Purchase {original_reference} returned ({returned})",
+                breakdown=breakdown,
+                actor=actor,
+                source=source,
+                now=now,
+                flag_reference=reference,
             )
-        PointsShortfall.objects.create(
-            program_id=member.program_id, member=member, entry=earn, points=shortfall, reference=reference
+        notes = []
+        if shortfall:
+            notes.append(f"{shortfall} points were already spent; flagged for an agent.")
+        if expired:
+            notes.append(f"{expired} points of this purchase had expired; nothing to take back for them.")
+        if not (taken or shortfall or expired):
+            notes.append("Nothing left to take back.")
+        note = " ".join(notes)
+        _record_return(
+            record,
+            note=note,
+            points=taken,
+            shortfall=shortfall,
+            expired=expired,
+            entry=posting.entry if posting else None,
         )
+        withdrawn = ()
+        if record["completes_purchase"]:
+            withdrawn = tuple(
+                _withdraw_bonuses(
+                    member=member,
+                    account=account,
+                    earn=earn,
+                    return_reference=reference,
+                    actor=actor,
+                    source=source,
+                    now=now,
+                )
+            )
     return ReturnResult(
-        points=available,
-        shortfall=shortfall,
-        posting=posting,
-        note=f"{shortfall} points were already spent; flagged for an agent.",
+        points=taken, shortfall=shortfall, posting=posting, note=note, expired=expired, withdrawn=withdrawn
     )
+
+
+def _record_return(record: dict, **fields) -> PurchaseReturn:
+    try:
+        with transaction.atomic():
+            return PurchaseReturn.objects.create(**record, **fields)
+    except IntegrityError:
+        # Another member's return took the reference meanwhile (one member's returns are
+        # serialised by the account lock, so this is never a replay of the same request).
+        raise ledger.IdempotencyConflict(
+            f"Return reference {record['reference']!r} was already used for a different return.",
+            field="reference",
+        ) from None

@@ -173,7 +173,12 @@ def expiry_for(program: Program, earned_at: datetime) -> datetime | None:
 
 
 def lock_accounts(account_ids) -> dict[int, PointsAccount]:
-    """Lock several accounts in id order (no deadlocks) inside the caller's transaction."""
+    """Lock several accounts in id order (no deadlocks) inside the caller's transaction.
+
+    Rows of other tables must be read in a later statement, not joined here: on
+    PostgreSQL a locking statement that waited sees the locked rows as committed
+    meanwhile, but joined rows as they were when it started.
+    """
     accounts = (
         PointsAccount.objects.select_for_update(no_key=True, of=("self",))
         .select_related("program")
@@ -661,6 +666,14 @@ def reverse(
     shortfall is refused, or recorded as a debt where allowed. Reversing a debit
     puts the points back into the lots it consumed while they are still live, and
     the rest into a new lot expiring by the program's policy.
+
+    A credit whose lot has expired (wholly or the part not spent) can be reversed
+    only for what did not expire: the expired points already left the balance with
+    their expire entry, and taking them again from the member's other lots would
+    charge the member twice for the same points. What the credit's lot still holds
+    is taken from it; what was spent from it is taken from the other live lots (or
+    becomes a shortfall or a debt), as before. `reversible_points` says how many
+    points are left to reverse.
     """
     if entry.kind not in REVERSIBLE_KINDS:
         raise LedgerError(f"A {entry.get_kind_display().lower()} entry cannot be reversed.", field="entry")
@@ -683,13 +696,19 @@ def reverse(
         now_ = now or timezone.now()
         locked = _lock(entry.account_id)
         moved = entry.points + entry.pending_points  # what the entry added (+) or took (-)
-        undone = -(entry.reversals.aggregate(total=Sum(F("points") + F("pending_points")))["total"] or 0)
-        left = abs(moved) - abs(undone)
+        lot = PointLot.objects.get(entry=entry) if moved > 0 else None
+        left, expired = _left_to_reverse(entry, moved, lot)
         if left <= 0:
+            if expired:
+                raise NothingToReverse(
+                    f"Nothing of this entry is left to reverse: {expired} of its points expired.",
+                    field="entry",
+                )
             raise NothingToReverse("This entry has already been fully reversed.", field="entry")
         amount = left if points is None else points
         if amount > left:
-            raise LedgerError(f"Only {left} points of this entry are left to reverse.", field="points")
+            why = f" ({expired} expired)" if expired else ""
+            raise LedgerError(f"Only {left} points of this entry are left to reverse{why}.", field="points")
         fields = _entry_fields(
             actor=actor,
             reason=reason,
@@ -703,13 +722,31 @@ def reverse(
             now=now_,
         )
         if moved > 0:
-            posting = _reverse_credit(locked, entry, amount, kind, fields, allow_debt, now_)
+            posting = _reverse_credit(locked, entry, lot, amount, kind, fields, allow_debt, now_)
         else:
             posting = _reverse_debit(locked, entry, amount, kind, fields, now_)
         _save_account(locked, now_)
         return posting
 
     return _post_once(program_id=entry.program_id, key=idempotency_key, fingerprint=fingerprint, post=post)
+
+
+def _left_to_reverse(entry: LedgerEntry, moved: int, lot: PointLot | None) -> tuple[int, int]:
+    """Points of `entry` a reversal may still take, and the points of its lot that expired."""
+    undone = -(entry.reversals.aggregate(total=Sum(F("points") + F("pending_points")))["total"] or 0)
+    expired = lot.expired if lot is not None else 0
+    return max(abs(moved) - abs(undone) - expired, 0), expired
+
+
+def reversible_points(*, entry: LedgerEntry) -> int:
+    """How many points a reversal of `entry` can still take: what it moved, less what earlier
+    reversals undid and, for a credit, less what expired from its lot. Call it under the
+    account's lock (`lock_accounts`) when the answer decides a posting."""
+    if entry.kind not in REVERSIBLE_KINDS:
+        return 0
+    moved = entry.points + entry.pending_points
+    lot = PointLot.objects.filter(entry=entry).first() if moved > 0 else None
+    return _left_to_reverse(entry, moved, lot)[0]
 
 
 def refund(
@@ -735,8 +772,7 @@ def refund(
     )
 
 
-def _reverse_credit(account, entry, amount, kind, fields, allow_debt, now) -> Posting:
-    lot = PointLot.objects.get(entry=entry)
+def _reverse_credit(account, entry, lot, amount, kind, fields, allow_debt, now) -> Posting:
     if lot.pending:
         # Not yet spendable: the points simply leave the pending lot.
         reversal = _new_entry(
@@ -763,7 +799,8 @@ def _reverse_credit(account, entry, amount, kind, fields, allow_debt, now) -> Po
             shortfall=amount - available,
         )
     reversal = _new_entry(account=account, kind=kind, points=-amount, reverses=entry, now=now, **fields)
-    # The points this entry created go first, then the soonest-expiring others.
+    # The points this entry created go first, then the soonest-expiring others (for the
+    # part that was spent; the expired part is not in `amount`, see `reverse`).
     own = min(amount, lot.remaining)
     if own:
         PointAllocation.objects.create(entry=reversal, lot=lot, points=own, created_at=now)
@@ -1063,6 +1100,20 @@ def reconcile(*, program: Program | None = None) -> list[Discrepancy]:
         )
         found += [
             Discrepancy(row[0], "lot remaining = original - allocated - expired", row[1], row[2])
+            for row in cursor.fetchall()
+        ]
+        # expiry_entry has no database foreign key (it made expiry slow): check it here. An
+        # expired lot names an expiry entry of its own account; `expected` is the lot, `actual`
+        # the entry it names.
+        cursor.execute(
+            "SELECT l.account_id, l.id, l.expiry_entry_id "
+            "FROM loyalty_pointlot l JOIN loyalty_pointsaccount acc ON acc.id = l.account_id "
+            "LEFT JOIN loyalty_ledgerentry e ON e.id = l.expiry_entry_id AND e.account_id = l.account_id "
+            f"AND e.kind = %s WHERE l.expiry_entry_id IS NOT NULL AND e.id IS NULL {lot_filter}",
+            [Kind.EXPIRE, *params],
+        )
+        found += [
+            Discrepancy(row[0], "lot expiry_entry = an expiry entry of its account", row[1], row[2])
             for row in cursor.fetchall()
         ]
     return found

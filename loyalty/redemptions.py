@@ -165,6 +165,13 @@ def _check_can_redeem(member: Member, reward: Reward, now: datetime) -> None:
             f"{reward.name} could be redeemed until {_local(program, reward.active_until)}.", field="reward"
         )
     needed = reward.min_tier
+    if needed is not None and needed.program_id != reward.program_id:
+        # Refused by Reward.clean and the admin; a row written around them must not compare
+        # ranks of two programs' ladders.
+        raise RewardUnavailable(
+            f"{reward.name} names a minimum tier of another program; ask an administrator to fix it.",
+            field="reward",
+        )
     if needed is not None and (member.tier is None or member.tier.rank < needed.rank):
         current = f"at {member.tier.name}" if member.tier else "not in a tier yet"
         raise TierTooLow(

@@ -5,6 +5,7 @@ never by hand. Each later migration that adds models calls it again.
 """
 
 from enum import StrEnum
+from importlib import import_module
 
 
 class Role(StrEnum):
@@ -35,6 +36,8 @@ _AGENT = {
     "loyalty.view_ledgerentry",
     "loyalty.view_pointlot",
     "loyalty.view_pointallocation",
+    "loyalty.view_purchasereturn",
+    "loyalty.view_unpaidactivity",
 }
 _SUPERVISOR = _AGENT | {
     "loyalty.add_member",
@@ -42,6 +45,10 @@ _SUPERVISOR = _AGENT | {
     # Supervisors own the program's rules, tiers, promotions and catalogue.
     *(f"loyalty.{action}_{model}" for model in _RULES for action in ("add", "change")),
 }
+# The other apps declare their own additions in `<app>.permissions`.
+_APP_PERMISSIONS = [import_module(f"{app}.permissions") for app in ("disputes", "referrals", "agents")]
+_AGENT |= {code for module in _APP_PERMISSIONS for code in module.AGENT}
+_SUPERVISOR |= _AGENT | {code for module in _APP_PERMISSIONS for code in module.SUPERVISOR}
 ROLE_PERMISSIONS = {
     Role.AGENT: _AGENT,
     Role.SUPERVISOR: _SUPERVISOR,

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from loyalty import ledger
+from loyalty import ledger, signals
 from loyalty.models import Member, Program
 from loyalty.numbers import new_membership_number
 from loyalty.roles import GROUP_NAMES, Role
@@ -24,9 +24,16 @@ def member_create(
     phone: str = "",
     membership_number: str | None = None,
     user=None,
+    channel: str = "agent",
+    referral_code: str = "",
+    request_meta: dict | None = None,
     **fields,
 ) -> Member:
-    """Create a member with an empty points account; validates like a form would."""
+    """Create a member with an empty points account; validates like a form would.
+
+    Other apps hear of the new member through `signals.member_joined` (the
+    referral code goes to the referrals app that way) and may refuse it.
+    """
     member = Member(
         program=program,
         first_name=first_name,
@@ -40,6 +47,13 @@ def member_create(
     member.full_clean()
     member.save()
     ledger.open_account(member=member)
+    signals.member_joined.send(
+        sender=Member,
+        member=member,
+        channel=channel,
+        referral_code=(referral_code or "").strip(),
+        request_meta=request_meta or {},
+    )
     return member
 
 

@@ -3,10 +3,13 @@
 Earning upgrades a member at once (`tiers.tier_upgrade_check`); the review gives
 every member the tier their qualifying points over the rolling window earn, down
 as well as up (an upgrade missed for any reason is made here). One aggregate
-query per program finds the members whose tier would change; each of those is
-then decided again by `tiers.tier_review` under the member's account lock, the
-lock earning holds while it upgrades, so a purchase landing mid-review cannot be
-undone by a stale total and two overlapping reviews record one change.
+query per program finds the members whose tier would change; those are then
+decided again in chunks, each in one transaction under the members' account
+locks (the lock earning holds while it upgrades), so a purchase landing
+mid-review cannot be undone by a stale total and two overlapping reviews record
+one change. A chunk costs the same few statements however many members change:
+one lock, one re-read, one bulk update of the tiers, one bulk insert of their
+history and one of the TierChange rows.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from django.db import transaction
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from simple_history.utils import bulk_update_with_history
 
-from loyalty import ledger, tiers
-from loyalty.models import LedgerEntry, Member, Program, TierChange
+from loyalty import audit, ledger, tiers
+from loyalty.models import LedgerEntry, Member, Program, Tier, TierChange
 
 ACTOR_LABEL = "job:review_tiers"
+CHUNK = 500  # members decided per transaction: bounds how long their accounts stay locked
 
 
 @dataclass
@@ -61,13 +66,46 @@ def _with_qualifying_points(program: Program, at: datetime):
     )
 
 
-def _review_one(program: Program, member_id: int, account_id: int | None, now: datetime) -> TierChange | None:
+def _review_chunk(
+    program: Program, program_tiers: list[Tier], due: list[tuple[int, int | None]], now: datetime
+) -> list[TierChange]:
+    """Decide again, under the members' account locks, and record every change of the chunk at once."""
+    by_pk = {tier.pk: tier for tier in program_tiers}
     with transaction.atomic():
-        if account_id is not None:
-            ledger.lock_accounts([account_id])
-        # Read after the lock: the tier an upgrade committed meanwhile is the one reviewed.
-        member = program.members.select_related("tier").get(pk=member_id)
-        return tiers.tier_review(member=member, actor_label=ACTOR_LABEL, now=now)
+        account_ids = [account_id for _, account_id in due if account_id is not None]
+        if account_ids:
+            ledger.lock_accounts(account_ids)
+        # Read again after the locks: an upgrade committed since the scan is the tier reviewed,
+        # and a member closed meanwhile is left alone.
+        members = _with_qualifying_points(program, now).filter(pk__in=[member_id for member_id, _ in due])
+        changes, moved = [], []
+        for member in members:
+            best = tiers.best_tier(program_tiers, member.points)
+            if (best.pk if best else None) == member.tier_id:
+                continue  # changed meanwhile by a purchase or another review
+            changes.append(
+                tiers.tier_change_new(
+                    member=member,
+                    old=by_pk.get(member.tier_id),
+                    new=best,
+                    points=member.points,
+                    reason=f"Tier review: {member.points} qualifying points",
+                    actor_label=ACTOR_LABEL,
+                    now=now,
+                )
+            )
+            member.tier = best
+            moved.append(member)
+        if not moved:
+            return []
+        # Not queryset.update(): every member's tier change gets its history row.
+        bulk_update_with_history(
+            moved, Member, ["tier"], default_change_reason=audit.current_label() or ACTOR_LABEL
+        )
+        TierChange.objects.bulk_create(changes)
+        for change in changes:
+            tiers.tier_change_notify(change)
+    return changes
 
 
 def tiers_review_all(
@@ -98,13 +136,11 @@ def tiers_review_all(
             report.members += 1
             if progress:
                 progress(1)
-        for member_id, account_id in due:
-            change = _review_one(scope, member_id, account_id, now)
-            if change is None:
-                continue  # changed meanwhile by a purchase or another review
-            report.changes.append(change.pk)
-            if change.direction == TierChange.Direction.UPGRADE:
-                report.upgrades += 1
-            else:
-                report.downgrades += 1
+        for start in range(0, len(due), CHUNK):
+            for change in _review_chunk(scope, program_tiers, due[start : start + CHUNK], now):
+                report.changes.append(change.pk)
+                if change.direction == TierChange.Direction.UPGRADE:
+                    report.upgrades += 1
+                else:
+                    report.downgrades += 1
     return report

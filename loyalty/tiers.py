@@ -53,16 +53,16 @@ def tier_for(*, program, points: int) -> Tier | None:
     return best_tier(Tier.objects.filter(program=program), points)
 
 
-def _change(member: Member, new: Tier | None, points: int, reason: str, actor_label: str, now) -> TierChange:
-    old = member.tier
+def tier_change_new(
+    *, member: Member, old: Tier | None, new: Tier | None, points: int, reason: str, actor_label: str, now
+) -> TierChange:
+    """The record of a move from `old` to `new`, not yet saved (the review saves many at once)."""
     direction = (
         TierChange.Direction.UPGRADE
         if (new.rank if new else 0) > (old.rank if old else 0)
         else TierChange.Direction.DOWNGRADE
     )
-    member.tier = new
-    member.save(update_fields=["tier"])
-    change = TierChange.objects.create(
+    return TierChange(
         member=member,
         from_tier=old,
         to_tier=new,
@@ -72,12 +72,33 @@ def _change(member: Member, new: Tier | None, points: int, reason: str, actor_la
         actor_label=actor_label,
         changed_at=now,
     )
+
+
+def tier_change_notify(change: TierChange) -> None:
+    """Tell the member, once the change commits (and once per change)."""
+    old, new = change.from_tier, change.to_tier
     notifications.notify(
-        member=member,
+        member=change.member,
         kind="tier_changed",
-        context={"from": old.name if old else None, "to": new.name if new else None, "reason": reason},
+        context={"from": old.name if old else None, "to": new.name if new else None, "reason": change.reason},
         dedupe_key=f"tier-change:{change.pk}",
     )
+
+
+def _change(member: Member, new: Tier | None, points: int, reason: str, actor_label: str, now) -> TierChange:
+    change = tier_change_new(
+        member=member,
+        old=member.tier,
+        new=new,
+        points=points,
+        reason=reason,
+        actor_label=actor_label,
+        now=now,
+    )
+    member.tier = new
+    member.save(update_fields=["tier"])
+    change.save()
+    tier_change_notify(change)
     return change
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from loyalty import portal_views, views
+from loyalty import views
 
 app_name = "loyalty"
 
@@ -21,5 +21,4 @@ urlpatterns = [
     path("shortfalls/", views.shortfall_list, name="shortfall_list"),
     path("shortfalls/<int:pk>/", views.shortfall_detail, name="shortfall_detail"),
     path("shortfalls/<int:pk>/resolve/", views.shortfall_resolve_view, name="shortfall_resolve"),
-    path("me/", portal_views.portal_home, name="portal_home"),
 ]

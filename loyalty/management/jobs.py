@@ -1,11 +1,27 @@
-"""Shared bits of the ledger job commands: the --now option and a progress bar."""
+"""Shared bits of the job commands: their base class, the --now option and a progress bar."""
 
 from datetime import datetime
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
+
+from loyalty.audit import acting_as
+
+
+class JobCommand(BaseCommand):
+    """Base of every command that changes data: its work runs inside
+    `acting_as("command:<name>")`, so the history it writes names the command as its author
+    (there is no request user to attribute it to). The name is the command's module name."""
+
+    def execute(self, *args, **options):
+        with acting_as(f"command:{self.command_name()}"):
+            return super().execute(*args, **options)
+
+    @classmethod
+    def command_name(cls) -> str:
+        return cls.__module__.rsplit(".", 1)[-1]
 
 
 def parse_now(value: str | None) -> datetime:

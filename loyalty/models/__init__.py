@@ -21,9 +21,11 @@ from loyalty.models.rules import (
     PointsShortfall,
     Promotion,
     PromotionUsage,
+    PurchaseReturn,
     Streak,
     Tier,
     TierChange,
+    UnpaidActivity,
 )
 
 __all__ = [
@@ -44,9 +46,11 @@ __all__ = [
     "Program",
     "Promotion",
     "PromotionUsage",
+    "PurchaseReturn",
     "Redemption",
     "Reward",
     "Streak",
     "Tier",
     "TierChange",
+    "UnpaidActivity",
 ]

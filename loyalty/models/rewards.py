@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -45,6 +46,11 @@ class Reward(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.cost_points} points)"
+
+    def clean(self):
+        super().clean()
+        if self.min_tier_id and self.program_id and self.min_tier.program_id != self.program_id:
+            raise ValidationError({"min_tier": "Choose a tier of the reward's own program."})
 
 
 class Redemption(models.Model):

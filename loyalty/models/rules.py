@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
 from simple_history.models import HistoricalRecords
 
-from loyalty.models.core import LedgerEntry, Member, Program
+from loyalty.models.core import ImmutableModel, LedgerEntry, Member, Program
 
 PURCHASE = "purchase"
 BUILT_IN_ACTIVITIES = {
@@ -202,6 +205,20 @@ class Promotion(models.Model):
         return self.name
 
 
+@receiver(m2m_changed, sender=Promotion.tiers.through, dispatch_uid="promotion_tiers_same_program")
+def _promotion_tiers_of_its_program(sender, instance, action, reverse, pk_set, **kwargs):
+    """A promotion scoped to another program's tier would apply to nobody: refuse it on every path
+    (admin, services, shell), not only in the admin form. The M2M cannot be checked in clean()."""
+    if action != "pre_add" or not pk_set:
+        return
+    if reverse:  # tier.promotion_set.add(...): `instance` is the tier
+        foreign = Promotion.objects.filter(pk__in=pk_set).exclude(program_id=instance.program_id)
+    else:
+        foreign = Tier.objects.filter(pk__in=pk_set).exclude(program_id=instance.program_id)
+    if foreign.exists():
+        raise ValidationError({"tiers": "Choose tiers of the promotion's own program only."})
+
+
 class PromotionUsage(models.Model):
     """How much of a promotion's budget is spent. Changes on every posting, so not history-tracked."""
 
@@ -307,7 +324,10 @@ class PointsShortfall(models.Model):
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+")
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="shortfalls")
     entry = models.ForeignKey(
-        LedgerEntry, on_delete=models.PROTECT, related_name="+", help_text="The earn entry."
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The earn entry returned, or the challenge or streak bonus the return undid.",
     )
     points = models.PositiveIntegerField()
     reference = models.CharField(max_length=120)
@@ -326,3 +346,78 @@ class PointsShortfall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.points} points short on {self.reference}"
+
+
+class PurchaseReturn(ImmutableModel):
+    """One accepted return of a purchase, whatever it took back: written once, never edited.
+
+    The record of the return itself, not of its points (those are the reversal
+    entry and any shortfall): the amounts returned add up here even when nothing
+    could be taken (points spent and flagged, or expired), a retry with the same
+    reference finds it (same request: a replay; another request: a conflict), and
+    `completes_purchase` marks the return after which the purchase no longer counts
+    as a qualifying action for challenges and streaks.
+    """
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="purchase_returns")
+    purchase = models.ForeignKey(
+        LedgerEntry, on_delete=models.PROTECT, related_name="purchase_returns", help_text="The earn entry."
+    )
+    reference = models.CharField(max_length=120, help_text="The return's own reference.")
+    returned_amount = models.DecimalField(
+        max_digits=12, decimal_places=2, help_text="What this return counted (never past the purchase)."
+    )
+    points = models.PositiveIntegerField(default=0, help_text="Points taken back.")
+    shortfall = models.PositiveIntegerField(default=0, help_text="Points flagged for an agent.")
+    expired = models.PositiveIntegerField(default=0, help_text="Points not taken: they had expired.")
+    entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    completes_purchase = models.BooleanField(default=False)
+    note = models.CharField(max_length=300, blank=True, help_text="What the caller was told.")
+    request = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["program", "reference"], name="return_reference_unique"),
+            models.UniqueConstraint(
+                fields=["purchase"], condition=Q(completes_purchase=True), name="return_completes_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Return {self.reference} of entry {self.purchase_id}"
+
+
+class UnpaidActivity(ImmutableModel):
+    """An activity that earned nothing (below the minimum amount, capped to zero): written once.
+
+    It has no ledger entry, yet its reference is taken: a retry replays it (and
+    does not announce it again), the reference reused for another event is a
+    conflict, and a return of such a purchase answers "nothing to take back"
+    instead of "no such purchase".
+    """
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(max_length=200)
+    activity_code = models.CharField(max_length=40)
+    reference = models.CharField(max_length=120)
+    occurred_at = models.DateTimeField()
+    breakdown = models.JSONField(default=dict, help_text="The calculation and the request, as on an entry.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "unpaid activities"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program", "idempotency_key"], name="unpaid_key_unique_per_program"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.activity_code} {self.reference} (no points)"

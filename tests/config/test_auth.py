@@ -77,7 +77,7 @@ def test_a_member_signs_in_and_lands_on_their_portal(client, member_a):
 
     landing = client.get(response.url, follow=True)
 
-    assert landing.redirect_chain[-1][0] == reverse("loyalty:portal_home")
+    assert landing.redirect_chain[-1][0] == reverse("portal:home")
     assert landing.status_code == 200
     html = landing.content.decode()
     assert "My points" in html

@@ -1,5 +1,5 @@
 """Every page of the back-office against every role: reached, refused (403), hidden (404) or
-sent to login; never a 500. A new URL in the loyalty app fails this test until it is listed."""
+sent to login; never a 500. A new URL in the loyalty app or the portal fails this test until listed."""
 
 import pytest
 from django.urls import get_resolver, reverse
@@ -12,27 +12,36 @@ STAFF = "staff"  # agents, supervisors and admins of the object's program
 SUPERVISOR = "supervisor"  # supervisors and admins
 MEMBER = "member"
 LOGGED_IN = "logged_in"
+PUBLIC = "public"  # anyone signed out; a signed-in user is sent to their home
 
 # name -> (who may GET it, how to build its kwargs)
 PAGES = {
-    "member_search": (STAFF, None),
-    "member_detail": (STAFF, "member"),
-    "member_ledger": (STAFF, "member"),
-    "member_explain": (STAFF, "member"),
-    "member_balance_on": (STAFF, "member"),
-    "member_history": (STAFF, "member"),
-    "member_redeem": (STAFF, "member"),
-    "member_preview": (STAFF, "member"),
-    "member_adjust": (SUPERVISOR, "member"),
-    "redemption_list": (STAFF, None),
-    "redemption_detail": (STAFF, "redemption"),
-    "shortfall_list": (STAFF, None),
-    "shortfall_detail": (STAFF, "shortfall"),
-    "portal_home": (MEMBER, None),
-    "no_role": (LOGGED_IN, None),
+    "loyalty:member_search": (STAFF, None),
+    "loyalty:member_detail": (STAFF, "member"),
+    "loyalty:member_ledger": (STAFF, "member"),
+    "loyalty:member_explain": (STAFF, "member"),
+    "loyalty:member_balance_on": (STAFF, "member"),
+    "loyalty:member_history": (STAFF, "member"),
+    "loyalty:member_redeem": (STAFF, "member"),
+    "loyalty:member_preview": (STAFF, "member"),
+    "loyalty:member_adjust": (SUPERVISOR, "member"),
+    "loyalty:redemption_list": (STAFF, None),
+    "loyalty:redemption_detail": (STAFF, "redemption"),
+    "loyalty:shortfall_list": (STAFF, None),
+    "loyalty:shortfall_detail": (STAFF, "shortfall"),
+    "portal:home": (MEMBER, None),
+    "portal:signup": (PUBLIC, "program"),
+    "portal:profile": (MEMBER, None),
+    "portal:history": (MEMBER, None),
+    "portal:explain": (MEMBER, None),
+    "portal:rewards": (MEMBER, None),
+    "portal:redeem": (MEMBER, "reward"),
+    "portal:redemption_list": (MEMBER, None),
+    "portal:redemption_detail": (MEMBER, "redemption"),
+    "loyalty:no_role": (LOGGED_IN, None),
 }
 # Actions answer POST only; a GET must never act, whoever sends it.
-POST_ONLY = {"redemption_action": "redemption_action", "shortfall_resolve": "shortfall"}
+POST_ONLY = {"loyalty:redemption_action": "redemption_action", "loyalty:shortfall_resolve": "shortfall"}
 
 
 @pytest.fixture
@@ -51,20 +60,22 @@ def objects(member_a, agent_a):
     return {
         "member": {"number": member_a.membership_number},
         "redemption": {"pk": redemption.pk},
+        "program": {"slug": member_a.program.slug},
+        "reward": {"pk": reward.pk},
         "redemption_action": {"pk": redemption.pk, "action": "approve"},
         "shortfall": {"pk": shortfall.pk},
     }
 
 
 def _url(name, kwargs_key, objects):
-    return reverse(f"loyalty:{name}", kwargs=objects[kwargs_key] if kwargs_key else None)
+    return reverse(name, kwargs=objects[kwargs_key] if kwargs_key else None)
 
 
 def test_every_loyalty_url_is_in_the_matrix():
     names = {
-        pattern.name
+        f"{include.namespace}:{pattern.name}"
         for include in get_resolver().url_patterns
-        if getattr(include, "namespace", None) == "loyalty"
+        if getattr(include, "namespace", None) in ("loyalty", "portal")
         for pattern in include.url_patterns
     }
     assert names == set(PAGES) | set(POST_ONLY)
@@ -84,6 +95,7 @@ ANSWERS = {
         "member": 403,
     },
     MEMBER: {"anonymous": 302, "agent": 403, "outsider": 403, "supervisor": 403, "admin": 403, "member": 200},
+    PUBLIC: {"anonymous": 200, "agent": 302, "outsider": 302, "supervisor": 302, "admin": 302, "member": 302},
     # The page for users without a role; everyone with one is sent elsewhere.
     LOGGED_IN: {
         "anonymous": 302,

@@ -693,3 +693,37 @@ def more_of_the_same(rows_of_a, model):
             )
         else:
             EarningRuleFactory.fixed_activity(program=program, code=f"activity_{n}", points=5)
+
+
+# --- Returns and unpaid activities (read-only records) ----------------------------------------------
+
+
+@pytest.fixture
+def returned_and_unpaid(member_a, member_of_b):
+    from loyalty.earning import activity_post, purchase_return
+    from loyalty.ledger import Actor
+    from loyalty.models import EarningRule
+
+    job = Actor.job("tests")
+    for member in (member_a, member_of_b):
+        EarningRule.objects.create(
+            program=member.program, activity_code="purchase", name="Purchase", points_per_unit=1, min_amount=5
+        )
+        activity_post(member=member, code="purchase", amount="20", reference="P1", source="api", actor=job)
+        activity_post(member=member, code="purchase", amount="2", reference="P2", source="api", actor=job)
+        purchase_return(
+            member=member, original_reference="P1", amount="20", reference="R1", source="api", actor=job
+        )
+
+
+@pytest.mark.parametrize("model", ["purchasereturn", "unpaidactivity"])
+def test_returns_and_unpaid_activities_are_listed_read_only(login, admin_user, returned_and_unpaid, model):
+    client = login(admin_user)
+    listing = client.get(admin_url(model, "changelist"))
+    assert listing.status_code == 200
+    assert listing.context["cl"].result_count == 2
+    assert client.get(admin_url(model, "add")).status_code == 403
+    row = listing.context["cl"].result_list[0]
+    page = client.get(admin_url(model, "change", row.pk))
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from loyalty import ledger
 from loyalty.earning import MemberNotActive, UnknownActivity, activity_post, activity_preview
@@ -715,15 +716,38 @@ def test_a_promotion_stops_after_its_maximum_uses(member_a, member_b, purchase_r
 
 
 def test_an_activity_that_earns_nothing_spends_no_promotion_budget(member_a, program_a):
-    EarningRuleFactory(program=program_a, cap_per_day=10)
+    EarningRuleFactory(program=program_a, cap_per_day=15)
     promotion = PromotionFactory(program=program_a, bonus_points=10, budget_points=100)
-    post(member_a, "10.00")  # 10 base + 10 bonus, capped to the day's 10
+    post(member_a, "10.00")  # 10 base + 10 bonus, capped to the day's 15: the bonus gave 5
 
     capped_out = post(member_a, "10.00", at=T + timedelta(hours=1))
 
     assert capped_out.posting is None
     usage = PromotionUsage.objects.get(promotion=promotion)
-    assert (usage.points_awarded, usage.uses) == (10, 1)
+    assert (usage.points_awarded, usage.uses) == (5, 1)
+
+
+def test_a_cap_charges_the_promotion_budget_only_with_the_points_it_let_through(member_a, program_a):
+    EarningRuleFactory(program=program_a, cap_per_day=25)
+    first = PromotionFactory(program=program_a, bonus_points=10, budget_points=100)
+    second = PromotionFactory(program=program_a, bonus_points=10, budget_points=100)
+
+    result = post(member_a, "10.00")  # 10 base + 10 + 10, capped to 25: the last bonus gave 5
+
+    assert (result.calculation.capped, result.points) == (5, 25)
+    usage = {u.promotion_id: (u.points_awarded, u.uses) for u in PromotionUsage.objects.all()}
+    assert usage == {first.pk: (10, 1), second.pk: (5, 1)}
+
+
+def test_a_promotion_the_cap_cut_to_nothing_is_neither_charged_nor_used(member_a, program_a):
+    EarningRuleFactory(program=program_a, cap_per_day=10)
+    promotion = PromotionFactory(program=program_a, bonus_points=10, budget_points=100, max_uses=5)
+
+    result = post(member_a, "10.00")  # 10 base + 10 bonus, capped to 10
+
+    assert result.points == 10
+    usage = PromotionUsage.objects.get(promotion=promotion)
+    assert (usage.points_awarded, usage.uses) == (0, 0)
 
 
 # --- Preview ---------------------------------------------------------------------------
@@ -1097,3 +1121,61 @@ def test_racing_members_never_spend_more_than_a_promotion_budget(program_a):
     assert (usage.points_awarded, usage.uses) == (25, 3)
     assert sum(balance(member) for member in members) == 4 * 10 + 25
     assert ledger.reconcile() == []
+
+
+# --- Cost of a posting -----------------------------------------------------------------------
+
+
+def loyalty_statements(queries) -> list[str]:
+    """The statements a posting sends to loyalty's tables (receivers of other apps not counted)."""
+    return [q["sql"] for q in queries.captured_queries if "loyalty_" in q["sql"]]
+
+
+@pytest.mark.parametrize("earlier", [1, 40])
+def test_a_purchase_posts_in_a_fixed_handful_of_statements(member_a, program_a, silver, earlier):
+    EarningRuleFactory(program=program_a, cap_per_day=100_000)
+    PromotionFactory(program=program_a, bonus_points=3)  # running, no budget
+    PromotionFactory(program=program_a, bonus_points=5, tiers=[silver])  # for Silver only
+    set_tier(member_a, silver)
+    for n in range(earlier):
+        post(member_a, "10.00", at=T - timedelta(hours=n + 1))
+    member = Member.objects.select_related("program", "tier", "account").get(pk=member_a.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        result = post(member, "10.00")
+
+    # 10 base + 5 Silver boost + 3 + 5 from the promotions
+    assert result.points == 23
+    # Lock, member and tier, earlier-event check, rule, promotions, cap sum, then the ledger's
+    # lock, entry, lot and account update, challenges and streaks, tiers.
+    assert len(loyalty_statements(queries)) == 12, "\n".join(loyalty_statements(queries))
+
+
+# --- Events that earn nothing ------------------------------------------------------------------
+
+
+def test_an_event_that_earned_nothing_keeps_its_reference(member_a, program_a):
+    from loyalty import signals
+    from loyalty.models import UnpaidActivity
+
+    EarningRuleFactory(program=program_a, min_amount=Decimal("5.00"))
+    announced = []
+
+    def receiver(sender, reference, **kwargs):
+        announced.append(reference)
+
+    signals.activity_posted.connect(receiver)
+    try:
+        first = post(member_a, "2.00", reference="SMALL")
+        again = post(member_a, "2", reference="SMALL")  # the same event, retried
+        with pytest.raises(IdempotencyConflict):
+            post(member_a, "50.00", reference="SMALL")  # another event with that reference
+    finally:
+        signals.activity_posted.disconnect(receiver)
+
+    assert first.posting is again.posting is None
+    assert first.calculation == again.calculation
+    assert again.calculation.note == "Below the minimum amount of 5.00."
+    assert announced == ["SMALL"]
+    assert UnpaidActivity.objects.filter(member=member_a, reference="SMALL").count() == 1
+    assert not LedgerEntry.objects.filter(account__member=member_a).exists()

@@ -356,6 +356,54 @@ def test_reversing_a_partly_spent_credit_takes_the_rest_from_other_lots(account)
     assert reversal.balance == 40
 
 
+def test_reversing_a_credit_whose_lot_expired_takes_nothing_again_from_other_lots(account):
+    purchase = earn(account, 100, expires_at=T0 + days(10))
+    later = lot_of(earn(account, 80, expires_at=T0 + days(90)))
+    ledger.expire_due_lots(now=T0 + days(11))  # the purchase's 100 leave the balance
+    before = snapshot()
+
+    with pytest.raises(NothingToReverse, match="100 of its points expired"):
+        take_back(purchase.entry, now=T0 + days(12))
+    with pytest.raises(NothingToReverse):
+        take_back(purchase.entry, points=1, now=T0 + days(12))
+
+    assert snapshot() == before
+    assert fresh(account).balance == 80
+    assert PointLot.objects.get(pk=later.pk).remaining == 80
+    assert ledger.reversible_points(entry=purchase.entry) == 0
+
+
+def test_reversing_a_partly_spent_then_expired_credit_takes_back_only_the_spent_part(account):
+    purchase = lot_of(earn(account, 100, expires_at=T0 + days(10)))
+    later = lot_of(earn(account, 100, expires_at=T0 + days(90)))
+    redeem(account, 30)  # from the purchase's lot, the soonest to expire
+    ledger.expire_due_lots(now=T0 + days(11))  # its other 70 expire
+    entry = PointLot.objects.get(pk=purchase.pk).entry
+    assert ledger.reversible_points(entry=entry) == 30
+
+    with pytest.raises(LedgerError, match=r"Only 30 points of this entry are left to reverse \(70 expired\)"):
+        take_back(entry, points=31, now=T0 + days(12))
+    reversal = take_back(entry, now=T0 + days(12))
+
+    # The 30 spent come from the other lot; the 70 expired are not taken a second time.
+    assert (reversal.entry.points, reversal.balance) == (-30, 70)
+    assert taken_by(reversal) == {later.pk: 30}
+    with pytest.raises(NothingToReverse):
+        take_back(entry, now=T0 + days(13))
+
+
+def test_a_partial_reversal_before_expiry_leaves_only_the_unexpired_rest(account):
+    purchase = earn(account, 100, expires_at=T0 + days(10))
+    earn(account, 50, expires_at=None)
+    take_back(purchase.entry, points=40)  # from its own lot: 60 left there
+    ledger.expire_due_lots(now=T0 + days(11))  # those 60 expire
+
+    assert ledger.reversible_points(entry=purchase.entry) == 0
+    with pytest.raises(NothingToReverse):
+        take_back(purchase.entry, now=T0 + days(12))
+    assert fresh(account).balance == 50
+
+
 def test_reversing_a_pending_credit_takes_the_points_out_of_pending(account, pending_two_weeks):
     purchase = earn(account, 100)
 
@@ -1065,6 +1113,29 @@ def test_reconcile_reports_a_tampered_lot(account):
     assert ("lot remaining = original - allocated - expired", 100, 99) in found
     assert ("live lots = max(balance, 0)", 100, 99) in found
     PointLot.objects.filter(pk=lot.pk).update(remaining=100)
+
+
+def test_reconcile_reports_a_lot_whose_expiry_entry_is_not_an_expiry_of_its_account(account, other_account):
+    # PointLot.expiry_entry has no database foreign key (it made expiry slow): reconcile checks it.
+    lot = lot_of(earn(account, 100, expires_at=T0 + days(10)))
+    other = lot_of(earn(other_account, 50, expires_at=T0 + days(10)))
+    credit = earn(account, 5)
+    ledger.expire_due_lots(now=T0 + days(11))
+    lot.refresh_from_db()
+    other.refresh_from_db()
+    assert lot.expiry_entry.kind == Kind.EXPIRE
+    assert ledger.reconcile() == []
+    check = "lot expiry_entry = an expiry entry of its account"
+
+    for wrong in (lot.expiry_entry_id + 10_000, other.expiry_entry_id, credit.entry.pk):  # missing, not its
+        PointLot.objects.filter(pk=lot.pk).update(expiry_entry_id=wrong)  # account's, not an expiry
+        found = ledger.reconcile()
+        assert [(d.account_id, d.check, d.expected, d.actual) for d in found] == [
+            (account.pk, check, lot.pk, wrong)
+        ]
+        assert ledger.reconcile(program=account.program) != []
+    PointLot.objects.filter(pk=lot.pk).update(expiry_entry_id=lot.expiry_entry_id)
+    assert ledger.reconcile() == []
 
 
 def test_the_invariants_checker_notices_what_reconcile_does_and_more(account, other_account):

@@ -162,3 +162,48 @@ def test_the_trigger_leaves_inserts_alone(posted, member_a):
 
     assert LedgerEntry.objects.filter(pk=posting.entry.pk).exists()
     assert_ledger_consistent()
+
+
+# --- Returns and unpaid activities: records written once ------------------------------------
+
+
+@pytest.fixture
+def records(member_a):
+    from loyalty.earning import activity_post, purchase_return
+    from loyalty.ledger import Actor
+    from loyalty.models import EarningRule, PurchaseReturn, UnpaidActivity
+
+    job = Actor.job("tests")
+    EarningRule.objects.create(
+        program=member_a.program, activity_code="purchase", name="Purchase", points_per_unit=1, min_amount=5
+    )
+    activity_post(member=member_a, code="purchase", amount="20", reference="P1", source="api", actor=job)
+    activity_post(member=member_a, code="purchase", amount="2", reference="P2", source="api", actor=job)
+    purchase_return(
+        member=member_a, original_reference="P1", amount="5", reference="R1", source="api", actor=job
+    )
+    return PurchaseReturn.objects.get(), UnpaidActivity.objects.get()
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_return_or_unpaid_record_cannot_be_changed_or_deleted(records, which):
+    row = records[which]
+    model = type(row)
+    with pytest.raises(ImmutableRecordError):
+        row.save()
+    with pytest.raises(ImmutableRecordError):
+        model.objects.filter(pk=row.pk).update(created_at=row.created_at)
+    with pytest.raises(ImmutableRecordError):
+        row.delete()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["loyalty_purchasereturn", "loyalty_unpaidactivity"])
+@pytest.mark.parametrize("statement", ["UPDATE {} SET created_at = created_at", "DELETE FROM {}"])
+def test_raw_sql_cannot_change_a_return_or_unpaid_record(records, table, statement):
+    with (
+        pytest.raises(DatabaseError, match=TRIGGER_MESSAGE),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement.format(table))

@@ -52,13 +52,14 @@ class ModelEntry:
     moved: int  # points it added (+) or took (-)
     redemption: bool = False
     reversed: int = 0
+    expired: int = 0  # points of a credit's lot that expired: no reversal takes them again
     # For a credit still waiting: when it becomes spendable and how much of it is left.
     available_from: object = None
     pending_left: int = 0
 
     @property
     def left(self) -> int:
-        return abs(self.moved) - self.reversed
+        return max(abs(self.moved) - self.reversed - self.expired, 0)
 
 
 @dataclass
@@ -297,9 +298,20 @@ class LedgerMachine(RuleBasedStateMachine):
             .values_list("account", "total")
         )
 
+        expiring = dict(
+            PointLot.objects.filter(
+                account__in=[a.pk for a in self.accounts],
+                pending=False,
+                remaining__gt=0,
+                expires_at__lte=self.clock,
+            ).values_list("entry", "remaining")
+        )
+
         report = ledger.expire_due_lots(now=self.clock, batch_size=batch_size)
 
         assert (report.accounts, -report.points) == (len(due), sum(due.values()))
+        for entry in self.credits:
+            entry.expired += expiring.get(entry.pk, 0)
         for model in self.accounts:
             model.balance -= due.get(model.pk, 0)
         self.entries += report.accounts

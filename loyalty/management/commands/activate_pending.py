@@ -1,10 +1,8 @@
-from django.core.management.base import BaseCommand
-
 from loyalty import ledger
-from loyalty.management.jobs import accounts_due, parse_now, progress_bar
+from loyalty.management.jobs import JobCommand, accounts_due, parse_now, progress_bar
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "Make pending points spendable once their waiting period is over, one ledger entry per "
         "account. Safe to rerun: each lot becomes available once."

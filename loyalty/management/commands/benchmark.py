@@ -15,10 +15,19 @@ from django.db import connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from loyalty.benchmarks import api as api_benchmark
+from loyalty.benchmarks import imports as imports_benchmark
 from loyalty.benchmarks import ledger as ledger_benchmark
+from loyalty.benchmarks import reports as reports_benchmark
 from loyalty.benchmarks.base import format_table, throwaway_database
 
-BENCHMARKS = {"ledger": ledger_benchmark}
+# api and imports read --credits as the number of requests / rows.
+BENCHMARKS = {
+    "ledger": ledger_benchmark,
+    "api": api_benchmark,
+    "imports": imports_benchmark,
+    "reports": reports_benchmark,
+}
 
 HELP = """\
 Measure the points ledger on the configured database (SQLite by default,

@@ -1,10 +1,8 @@
-from django.core.management.base import BaseCommand
-
 from loyalty import ledger
-from loyalty.management.jobs import accounts_due, parse_now, progress_bar
+from loyalty.management.jobs import JobCommand, accounts_due, parse_now, progress_bar
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "Expire every points lot whose expiry moment has passed, one ledger entry per account. "
         "Safe to run at any time, twice at once, or again after a crash: each lot expires once."

@@ -1,10 +1,8 @@
-from django.core.management.base import BaseCommand
-
 from loyalty import milestones
-from loyalty.management.jobs import parse_now, program_option, progress_bar
+from loyalty.management.jobs import JobCommand, parse_now, program_option, progress_bar
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "Pay the birthday, membership-anniversary and lifetime-points milestone bonuses due now, "
         "by each program's local date. Safe to run any number of times, also twice at once: "

@@ -1,10 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from loyalty import ledger
-from loyalty.management.jobs import program_option
+from loyalty.management.jobs import JobCommand, program_option
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "Check every account's balance and pending points against its ledger entries and lots. "
         "Prints each discrepancy and exits non-zero when anything is off."

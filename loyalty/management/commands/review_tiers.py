@@ -1,11 +1,9 @@
-from django.core.management.base import BaseCommand
-
 from loyalty import tier_review
-from loyalty.management.jobs import parse_now, program_option, progress_bar
+from loyalty.management.jobs import JobCommand, parse_now, program_option, progress_bar
 from loyalty.models import Member, Program
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "The periodic tier review: give every member the tier their qualifying points over the "
         "program's rolling window earn, downgrades included (they happen only here). Each change "

@@ -1,10 +1,14 @@
+import logging
+
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.test.utils import override_settings
 
 from loyalty.demo import DEMO_PASSWORD, seed_demo
+from loyalty.management.jobs import JobCommand
 
 
-class Command(BaseCommand):
+class Command(JobCommand):
     help = (
         "Create the demo: users for every role with a known password, two programs and hundreds of "
         "members with a year of ledger history. Runs only with DEBUG on, or with --force. Running it "
@@ -24,7 +28,12 @@ class Command(BaseCommand):
             )
         if not 1 <= months <= 36:
             raise CommandError("--months must be between 1 and 36.")
-        logins = seed_demo(months=months, log=self.stdout.write)
+        # A year of history sends members thousands of messages (tier changes, redemptions,
+        # dispute replies): keep them in the message log and in memory, not on the console,
+        # and keep the in-process Celery's line per task out of the output too.
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+            logins = seed_demo(months=months, log=self.stdout.write)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo logins (password for all: {DEMO_PASSWORD}):"))
         for login in logins:
