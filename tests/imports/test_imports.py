@@ -122,7 +122,7 @@ def test_the_command_imports_and_exits_non_zero_on_refused_rows(program_a, membe
 def test_the_command_refuses_an_unknown_program(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(HEADER)
-    with pytest.raises(CommandError, match="No program with slug .nope."):
+    with pytest.raises(CommandError, match=r"No program with slug .nope."):
         call_command("import_transactions", str(path), "--program", "nope")
 
 
