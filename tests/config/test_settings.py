@@ -92,6 +92,24 @@ def test_production_starts_with_a_secret_and_hosts_and_locks_things_down():
     }
 
 
+def test_production_keeps_database_connections_and_checks_them_before_reuse():
+    code = (
+        "import json, django; django.setup(); from django.db import connection; "
+        "print(json.dumps([connection.settings_dict['CONN_MAX_AGE'], "
+        "connection.settings_dict['CONN_HEALTH_CHECKS']]))"
+    )
+    result = run_python(
+        "config.settings.production",
+        code,
+        DJANGO_SECRET_KEY=DUMMY_SECRET,
+        DJANGO_ALLOWED_HOSTS="loyalty.example.com",
+        CONN_MAX_AGE="30",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [30, True]
+
+
 def test_the_deploy_check_passes_under_production_settings():
     result = run_python(
         "config.settings.production",

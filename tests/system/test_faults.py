@@ -198,12 +198,7 @@ def test_after_connections_are_dropped_the_next_api_request_succeeds(member_a, p
 
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (loyalty/api/throttling.py): the per-key throttle reads the Redis cache unguarded, so with "
-    "Redis down every API call is a 500 (redis ConnectionError) instead of recording the event or a 503",
-)
-def test_with_redis_down_the_api_records_the_event_or_answers_503(member_a, program_a, settings, client):
+def test_with_redis_down_the_api_still_records_the_event(member_a, program_a, settings, client):
     EarningRuleFactory(program=program_a)
     _, raw = api_key_create(program=program_a, name="till")
     down = f"redis://127.0.0.1:{closed_port()}/0"
@@ -225,9 +220,7 @@ def test_with_redis_down_the_api_records_the_event_or_answers_503(member_a, prog
         app.conf.task_always_eager = eager
         app.conf.broker_url = broker
     assert health.status_code == 503
-    assert response.status_code in (201, 503), (response.status_code, response.content[:500])
-    recorded = LedgerEntry.objects.filter(account=member_a.account, kind="earn").count()
-    assert recorded == (1 if response.status_code == 201 else 0)
-    if response.status_code == 503:
-        assert response["Content-Type"].startswith("application/json")
+    # The rate-limit counter is down, the ledger is not: the purchase is recorded, once.
+    assert response.status_code == 201, (response.status_code, response.content[:500])
+    assert LedgerEntry.objects.filter(account=member_a.account, kind="earn").count() == 1
     assert ledger.reconcile() == []
