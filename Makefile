@@ -35,11 +35,15 @@ lint: install
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Every benchmark at full size (BENCH_ARGS="--scale small" for a quick look), the load run,
+# then one Markdown table of all results with floors and ratios (bench-results/summary.md).
 bench: install
-	$(MANAGE) benchmark ledger
-	$(MANAGE) benchmark api
-	$(MANAGE) benchmark imports
-	$(MANAGE) benchmark reports
+	$(MANAGE) benchmark ledger $(BENCH_ARGS)
+	$(MANAGE) benchmark api $(BENCH_ARGS)
+	$(MANAGE) benchmark imports $(BENCH_ARGS)
+	$(MANAGE) benchmark reports $(BENCH_ARGS)
+	$(MAKE) --no-print-directory load
+	$(MANAGE) benchmark summary | tee bench-results/summary.md
 
 # A minute of mixed API traffic under gunicorn with a real Celery worker, then reconcile
 # (needs PostgreSQL and Redis; not part of `make test`).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import platform
 import re
 import shutil
 import tempfile
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import django
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
@@ -59,6 +62,24 @@ class Measurement:
             },
             **self.notes,
         }
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
+def machine_info(load_before: float | None) -> dict[str, Any]:
+    """Where a result came from; other work on the machine skews absolute rates more than ratios."""
+    return {
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average": {"before": load_before, "after": load_average()},
+    }
 
 
 def format_table(measurements: list[Measurement]) -> str:

@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 MEMBERS = 200
 MIX = (("purchase", 40), ("activity", 20), ("return", 10), ("redemption", 10), ("read", 20))
@@ -178,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60, help="how long to send (default 60)")
     parser.add_argument("--rate", type=float, default=25, help="requests per second (default 25)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client threads (default 16)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "bench-results" / "load.json",
+        help="where to write the results for `manage.py benchmark summary` (default bench-results/load.json)",
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rate <= 0 or args.clients <= 0:
         parser.error("--seconds, --rate and --clients must be positive")
@@ -187,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from django.db import connection
+    from django.utils import timezone
 
     from loyalty import ledger
     from loyalty.benchmarks.api import _database_url, _free_port, _start_server
-    from loyalty.benchmarks.base import throwaway_database
+    from loyalty.benchmarks.base import load_average, throwaway_database
+
+    started, load_before = timezone.now().isoformat(), load_average()
 
     if not os.environ.get("REDIS_URL"):
         print("REDIS_URL is not set: the load run needs Redis for the Celery worker.", file=sys.stderr)
@@ -237,7 +247,55 @@ def main(argv: list[str] | None = None) -> int:
     print("Statuses: " + ", ".join(f"{status or 'no answer'}: {n}" for status, n in sorted(statuses.items())))
     for discrepancy in discrepancies[:20]:
         print(f"DISCREPANCY {discrepancy}")
+    _write_results(
+        args,
+        started=started,
+        load_before=load_before,
+        vendor=vendor,
+        seconds=seconds,
+        latencies=latencies,
+        refused=refused,
+        errors=errors,
+        discrepancies=len(discrepancies),
+    )
     return 1 if errors or discrepancies else 0
+
+
+def _write_results(args, *, started, load_before, vendor, seconds, latencies, refused, errors, discrepancies):
+    """bench-results/load.json in the shape of the other benchmarks; the floor is the rate offered."""
+    from loyalty.benchmarks.base import Measurement, machine_info
+
+    measurement = Measurement(
+        operation=f"mixed API traffic, offered {args.rate:g}/s (floor = offered rate)",
+        count=len(latencies),
+        seconds=seconds,
+        floor_seconds=len(latencies) / args.rate,
+        notes={
+            "p50_ms": round(_percentile(latencies, 0.5)),
+            "p99_ms": round(_percentile(latencies, 0.99)),
+            "refused_4xx": refused,
+            "errors": errors,
+            "discrepancies": discrepancies,
+        },
+    )
+    results = {
+        "benchmark": "load",
+        "scale": f"{args.seconds:g}s",
+        "database": {"vendor": vendor},
+        "machine": machine_info(load_before),
+        "started_at": started,
+        "operations": [measurement.as_dict()],
+        "targets": [
+            {
+                "target": "no 5xx or connection errors, reconcile clean",
+                "value": f"{errors} errors, {discrepancies} discrepancies",
+                "met": not errors and not discrepancies,
+            }
+        ],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results written to {args.json}")
 
 
 if __name__ == "__main__":

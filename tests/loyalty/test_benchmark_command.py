@@ -88,6 +88,23 @@ def test_it_measures_every_operation_against_its_floor_and_leaves_the_real_data_
     bench_name = results["database"]["name"]
     assert bench_name != connection.settings_dict["NAME"]
     assert not _database_exists(bench_name)
+    # The summary puts every operation of every result in the folder into one Markdown table.
+    table, _ = _run("summary", "--json", str(tmp_path))
+    for row in operations.values():
+        assert (
+            f"| ledger (small) | {row['operation']} | {row['count']:,} | {row['per_second']:,.1f} "
+            f"| {row['floor_per_second']:,.1f} | {row['ratio']:,.2f} |"
+        ) in table
+    assert "Targets:\n- ledger: " in table
+    assert f"{results['machine']['cpus']} CPUs" in table
+
+
+def test_the_summary_refuses_an_empty_folder_and_a_file_that_is_not_a_result(db, tmp_path):
+    with pytest.raises(CommandError, match=r"No benchmark results in .*make bench"):
+        _run("summary", "--json", str(tmp_path))
+    (tmp_path / "notes.json").write_text('{"hello": 1}')
+    with pytest.raises(CommandError, match=r"notes.json: not a benchmark result"):
+        _run("summary", "--json", str(tmp_path))
 
 
 def test_it_rejects_an_unknown_benchmark(db):

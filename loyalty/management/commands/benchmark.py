@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
-import django
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -19,7 +16,8 @@ from loyalty.benchmarks import api as api_benchmark
 from loyalty.benchmarks import imports as imports_benchmark
 from loyalty.benchmarks import ledger as ledger_benchmark
 from loyalty.benchmarks import reports as reports_benchmark
-from loyalty.benchmarks.base import format_table, throwaway_database
+from loyalty.benchmarks import summary
+from loyalty.benchmarks.base import format_table, load_average, machine_info, throwaway_database
 
 # api and imports read --credits as the number of requests / rows.
 BENCHMARKS = {
@@ -93,13 +91,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:  # not available on this platform
-        return None
-
-
 class Command(BaseCommand):
     help = HELP
 
@@ -109,7 +100,11 @@ class Command(BaseCommand):
         return parser
 
     def add_arguments(self, parser):
-        parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="Which benchmark to run.")
+        parser.add_argument(
+            "benchmark",
+            choices=[*sorted(BENCHMARKS), "summary"],
+            help="Which benchmark to run; summary prints the latest results of all as one Markdown table.",
+        )
         parser.add_argument(
             "--scale",
             choices=["small", "full"],
@@ -126,11 +121,14 @@ class Command(BaseCommand):
             type=Path,
             default=None,
             metavar="PATH",
-            help="Where to write the results (default: bench-results/<benchmark>.json in the project).",
+            help="Where to write the results (default: bench-results/<benchmark>.json in the project); "
+            "for summary, the folder to read.",
         )
 
     def handle(self, *args, **options):
         name = options["benchmark"]
+        if name == "summary":
+            return self._summary(options["json"] or Path(settings.BASE_DIR) / "bench-results")
         module = BENCHMARKS[name]
         defaults = module.default_counts(options["scale"], connection.vendor)
         counts = module.Counts(
@@ -141,7 +139,7 @@ class Command(BaseCommand):
         path = options["json"] or Path(settings.BASE_DIR) / "bench-results" / f"{name}.json"
         verbose = options["verbosity"] >= 1
         started = timezone.now()
-        load_before = _load_average()
+        load_before = load_average()
 
         def log(message: str) -> None:
             if verbose:
@@ -163,14 +161,7 @@ class Command(BaseCommand):
             "scale": options["scale"],
             "counts": vars(counts),
             "database": database,
-            "machine": {
-                "python": platform.python_version(),
-                "django": django.get_version(),
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                # Other work on the machine skews absolute rates more than ratios.
-                "load_average": {"before": load_before, "after": _load_average()},
-            },
+            "machine": machine_info(load_before),
             "started_at": started.isoformat(),
             "setup_seconds": round(report.setup_seconds, 2),
             "operations": [m.as_dict() for m in report.measurements],
@@ -193,3 +184,12 @@ class Command(BaseCommand):
         self.stdout.write(f"results written to {path}")
         if report.problems:
             raise CommandError("The benchmark found problems: " + " ".join(report.problems))
+
+    def _summary(self, folder: Path) -> None:
+        try:
+            results = summary.load_results(folder)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        if not results:
+            raise CommandError(f"No benchmark results in {folder}: run `make bench` first.")
+        self.stdout.write(summary.markdown(results))
