@@ -18,6 +18,9 @@ from loyalty.services import member_create, staff_user_create
 
 PASSWORD = "correct-horse-battery"
 
+# Browser fixtures, shared by every folder with browser tests (one Chromium per session).
+pytest_plugins = ["tests.browser"]
+
 
 def _postgres_available() -> bool:
     return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")

@@ -7,17 +7,17 @@ keyboard only: nothing essential needs JavaScript or a mouse.
 import pytest
 
 from loyalty.models import Member, Redemption
-from tests.e2e.conftest import _live_database, chromium, screenshot  # noqa: F401 (fixtures)
 from tests.portal.conftest import earn, reward
 
-pytestmark = pytest.mark.browser
+# The live server reads committed rows, so these tests commit (and flush afterwards).
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("transactional_db")]
 
 PHONE = {"width": 390, "height": 844}
 NEW_PASSWORD = "Tulip-meadow-4417"
 
 
 @pytest.fixture
-def phone(live_server, chromium):  # noqa: F811
+def phone(live_server, chromium):
     context = chromium.new_context(base_url=live_server.url, viewport=PHONE, java_script_enabled=False)
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -33,7 +33,7 @@ def fits_the_screen(page) -> bool:
 def test_a_visitor_joins_from_a_share_link_and_redeems_with_the_keyboard(
     phone,
     program_a,
-    screenshot,  # noqa: F811
+    screenshot,
 ):
     page = phone
     page.goto(f"/me/join/{program_a.slug}/?ref=FRIEND42")
