@@ -297,10 +297,11 @@ def referral_history(*, referral: Referral, limit: int = 50) -> list[HistoryRow]
     return history_rows(records[:limit], older=older, excluded=("created_at", "updated_at"))
 
 
-def window_end(*, referral: Referral, policy: ReferralPolicy | None) -> datetime | None:
+def window_end(*, signed_up_at: datetime, policy: ReferralPolicy | None) -> datetime | None:
+    """Until when a referee's purchase can qualify the referral (services._window)."""
     if policy is None:
         return None
-    return referral.signed_up_at + timedelta(days=policy.window_days)
+    return signed_up_at + timedelta(days=policy.window_days)
 
 
 # --- The member's own page ------------------------------------------------------------------
@@ -323,7 +324,12 @@ class MyReferral:
     status_label: str
 
 
-def my_referrals(*, member: Member) -> list[MyReferral]:
+# A pending referral whose window has passed can no longer qualify (services._window); the
+# member is told so rather than left waiting.
+WINDOW_CLOSED = "No qualifying purchase within the time allowed"
+
+
+def my_referrals(*, member: Member, policy: ReferralPolicy | None, now: datetime) -> list[MyReferral]:
     """The people a member referred, newest first, as the member may see them (one query)."""
     rows = (
         Referral.objects.filter(referrer=member)
@@ -335,7 +341,9 @@ def my_referrals(*, member: Member) -> list[MyReferral]:
             name=f"{first} {last[:1]}.".strip() if last else first,
             joined=joined,
             status=status,
-            status_label=MEMBER_STATUS[status],
+            status_label=WINDOW_CLOSED
+            if status == Status.PENDING and policy and window_end(signed_up_at=joined, policy=policy) < now
+            else MEMBER_STATUS[status],
         )
         for first, last, joined, status in rows
     ]

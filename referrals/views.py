@@ -103,7 +103,7 @@ def my_referrals(request):
         "policy": policy,
         "code": code,
         "share_url": request.build_absolute_uri(code.get_share_path()) if code else "",
-        "referrals": selectors.my_referrals(member=member),
+        "referrals": selectors.my_referrals(member=member, policy=policy, now=timezone.now()),
     }
     with timezone.override(member.program.tz):
         response = render(request, "referrals/my_referrals.html", context)
@@ -136,6 +136,7 @@ def _referral_page(request, referral: Referral, *, bound: dict | None = None, st
     action_forms = {action: REFERRAL_ACTIONS[action](prefix=action) for action in allowed}
     action_forms.update({a: form for a, form in (bound or {}).items() if a in action_forms})
     policy = ReferralPolicy.objects.filter(program_id=referral.program_id).first()
+    window_end = selectors.window_end(signed_up_at=referral.signed_up_at, policy=policy)
     context = {
         "referral": referral,
         "program": referral.program,
@@ -143,7 +144,8 @@ def _referral_page(request, referral: Referral, *, bound: dict | None = None, st
         "referee": referral.referee,
         "signals": list(referral.signals.all()),
         "threshold": policy.fraud_threshold if policy else None,
-        "window_end": selectors.window_end(referral=referral, policy=policy),
+        "window_end": window_end,
+        "window_closed": window_end is not None and window_end < timezone.now(),
         "timeline": selectors.referral_timeline(referral=referral),
         "history": selectors.referral_history(referral=referral),
         "action_forms": action_forms,

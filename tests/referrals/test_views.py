@@ -66,6 +66,25 @@ def test_a_member_sees_their_link_and_their_referrals_without_fraud_details(
     assert pending.referral.status == Status.PENDING
 
 
+def test_a_referral_whose_window_passed_is_not_shown_as_still_waiting(
+    code_a, program_a, member_a, agent_a, login
+):
+    late = join(program_a, code_a, first_name="Lou")
+    recent = join(program_a, code_a, first_name="Kim")
+    Referral.objects.filter(pk=late.referral.pk).update(signed_up_at=timezone.now() - timedelta(days=31))
+
+    body = login(member_a.user).get(reverse("referrals:my_referrals")).content.decode()
+    rows = {name: body.split(name, 1)[1].split("</tr>", 1)[0] for name in ("Lou R.", "Kim R.")}
+    assert "No qualifying purchase within the time allowed" in rows["Lou R."]
+    assert "waiting for their first qualifying purchase" in rows["Kim R."]
+    # The agent's page says the same, and a purchase now indeed does not qualify it.
+    detail = login(agent_a).get(reverse("referrals:detail", args=[late.referral.pk])).content.decode()
+    assert "The window closed on" in detail and "Waiting for a purchase" not in detail
+    buy(late, "50.00")
+    assert Referral.objects.get(pk=late.referral.pk).status == Referral.Status.PENDING
+    assert recent.referral.status == Referral.Status.PENDING
+
+
 def test_a_member_of_a_program_without_a_scheme_is_told_so(member_a, login):
     page = login(member_a.user).get(reverse("referrals:my_referrals"))
     assert page.status_code == 200 and "no referral scheme" in page.content.decode()
