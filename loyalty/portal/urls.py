@@ -16,4 +16,5 @@ urlpatterns = [
     path("rewards/<int:pk>/redeem/", views.redeem, name="redeem"),
     path("redemptions/", views.redemption_list, name="redemption_list"),
     path("redemptions/<int:pk>/", views.redemption_detail, name="redemption_detail"),
+    path("redemptions/<int:pk>/cancel/", views.redemption_cancel, name="redemption_cancel"),
 ]

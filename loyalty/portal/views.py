@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.export import ExportMixin
@@ -22,7 +22,7 @@ from loyalty import redemptions, selectors
 from loyalty.access import RoleRequiredMixin, role_required
 from loyalty.errors import ApplicationError
 from loyalty.ledger import Actor, IdempotencyConflict
-from loyalty.models import LedgerEntry
+from loyalty.models import LedgerEntry, Redemption
 from loyalty.portal import selectors as portal_selectors
 from loyalty.portal import services
 from loyalty.portal.filters import HistoryFilter, MemberRedemptionFilter
@@ -323,7 +323,39 @@ def redemption_detail(request, pk):
     context = _member_context(request)
     redemption = portal_selectors.member_redemption(user=request.user, pk=pk)
     context.update(
-        redemption=redemption, timeline=portal_selectors.redemption_timeline(redemption=redemption)
+        redemption=redemption,
+        timeline=portal_selectors.redemption_timeline(redemption=redemption),
+        can_cancel=redemption.status == Redemption.Status.REQUESTED,
     )
     with timezone.override(context["program"].tz):
         return render(request, "portal/redemption_detail.html", context)
+
+
+# What the ledger entry and the agents' redemption page say when a member withdraws.
+MEMBER_CANCEL_REASON = "Cancelled by the member on the portal"
+
+
+@require_POST
+@role_required(Role.MEMBER)
+def redemption_cancel(request, pk):
+    """Withdraw a redemption nobody has acted on yet: its points go back into their lots.
+
+    Once an agent has approved it, fulfilment may be under way, so only they can cancel it.
+    Sent twice, the second is refused by the redemption's state and changes nothing.
+    """
+    redemption = portal_selectors.member_redemption(user=request.user, pk=pk)
+    if redemption.status != Redemption.Status.REQUESTED:
+        messages.error(request, "This redemption can no longer be cancelled here.")
+        return redirect("portal:redemption_detail", pk=redemption.pk)
+    try:
+        redemptions.redemption_cancel(
+            redemption=redemption,
+            actor=Actor.of_user(request.user),
+            reason=MEMBER_CANCEL_REASON,
+            channel=LedgerEntry.Source.PORTAL,
+        )
+    except ApplicationError as error:  # approved by an agent a moment ago, say
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Cancelled: your {redemption.points:,d} points are back in your balance.")
+    return redirect("portal:redemption_detail", pk=redemption.pk)

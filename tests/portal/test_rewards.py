@@ -206,6 +206,41 @@ def test_the_member_sees_status_and_voucher_code_of_their_redemptions(login, fun
     assert f"redemption-{waiting.pk}" in filtered and f"redemption-{done.pk}" not in filtered
 
 
+def test_a_member_cancels_a_waiting_redemption_once_and_gets_the_points_back(login, funded):
+    prize = reward(funded.program, name="Cinema ticket", cost=100, stock=3)
+    waiting = redeem(funded, prize, key="one")
+    before = balance(funded)
+    client = login(funded.user)
+    url = reverse("portal:redemption_cancel", kwargs={"pk": waiting.pk})
+    assert "Cancel this redemption" in client.get(waiting_url := url.replace("cancel/", "")).content.decode()
+
+    first = client.post(url, follow=True)
+    again = client.post(url, follow=True)  # a double click
+
+    assert "your 100 points are back" in first.content.decode()
+    assert "can no longer be cancelled" in again.content.decode()
+    assert balance(funded) == before + 100
+    waiting.refresh_from_db()
+    prize.refresh_from_db()
+    assert waiting.status == Redemption.Status.CANCELLED and prize.stock == 3
+    assert LedgerEntry.objects.filter(account=funded.account, kind="refund").count() == 1
+    assert "Cancel this redemption" not in client.get(waiting_url).content.decode()
+
+
+def test_an_approved_redemption_cannot_be_cancelled_from_the_portal(login, funded):
+    approved = redeem(funded, reward(funded.program, cost=100), key="one")
+    redemptions.redemption_approve(redemption=approved, actor=JOB)
+    before = balance(funded)
+    client = login(funded.user)
+
+    assert client.get(reverse("portal:redemption_cancel", kwargs={"pk": approved.pk})).status_code == 405
+    page = client.post(reverse("portal:redemption_cancel", kwargs={"pk": approved.pk}), follow=True)
+
+    assert "can no longer be cancelled" in page.content.decode()
+    approved.refresh_from_db()
+    assert approved.status == Redemption.Status.APPROVED and balance(funded) == before
+
+
 def test_the_redemptions_csv_has_one_row_each_with_the_voucher(login, funded):
     prize = reward(funded.program, cost=100)
     done = redeem(funded, prize, key="one")

@@ -105,6 +105,7 @@ MATRIX = {
     "portal:redeem": ("get", "reward", "", MEMBER_PAGE),  # member B is of program A too
     "portal:redemption_list": ("get", None, "", MEMBER_PAGE),
     "portal:redemption_detail": ("get", "redemption", "", MEMBER_OBJECT),
+    "portal:redemption_cancel": ("post", "redemption", "", answers(302, 302, 404, 403, 403, 403, 403)),
     # supervisor
     "supervisor:audit_list": ("get", None, "", SUPERVISOR_PAGE),
     "supervisor:audit_detail": ("get", "audit", "", SUPERVISOR_OBJECT),
