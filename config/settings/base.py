@@ -146,7 +146,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Eager tasks still take a producer from the pool; naming a host keeps kombu from warning that
+# none was given (the in-memory transport ignores it).
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 # Without a broker the tasks run in-process, so a fresh clone needs no Redis.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
