@@ -41,7 +41,11 @@ PAGES = {
     "loyalty:no_role": (LOGGED_IN, None),
 }
 # Actions answer POST only; a GET must never act, whoever sends it.
-POST_ONLY = {"loyalty:redemption_action": "redemption_action", "loyalty:shortfall_resolve": "shortfall"}
+POST_ONLY = {
+    "loyalty:redemption_action": "redemption_action",
+    "loyalty:shortfall_resolve": "shortfall",
+    "portal:redemption_cancel": "redemption",
+}
 
 
 @pytest.fixture
