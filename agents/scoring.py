@@ -180,15 +180,24 @@ def points_alias(rule: ScoringRule) -> str:
     return f"points_rule_{rule.pk}"
 
 
-def scored(queryset: QuerySet, *, start: date, end: date, ruleset: RuleSet) -> QuerySet:
-    """AgentProfiles annotated with the window's counts, metrics, points per rule and `points`."""
+def scored(
+    queryset: QuerySet, *, start: date, end: date, ruleset: RuleSet, team_field: str = "team_id"
+) -> QuerySet:
+    """AgentProfiles annotated with the window's counts, metrics, points per rule and `points`.
+
+    `team_field` names the team whose rules apply: the current one by default; the awards pass
+    the team each agent was in when the month ended (selectors.agents_with_team_at).
+    """
     metrics = metric_expressions(start=start)
     queryset = queryset.annotate(**kpi_sums(start, end)).annotate(
         **{f"metric_{name}": expression for name, expression in metrics.items()}
     )
     per_rule = {
         points_alias(rule): Case(
-            When(team_id__in=ruleset.teams_by_rule[rule.pk], then=rule_points(rule, metrics[rule.metric])),
+            When(
+                **{f"{team_field}__in": ruleset.teams_by_rule[rule.pk]},
+                then=rule_points(rule, metrics[rule.metric]),
+            ),
             default=Value(0),
             output_field=IntegerField(),
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from django.db.models import Count, F, QuerySet, Sum, Window
-from django.db.models.functions import Rank, TruncMonth
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum, Window
+from django.db.models.functions import Coalesce, Rank, TruncMonth
 from django.shortcuts import get_object_or_404
 
 from agents import scoring
@@ -15,6 +15,20 @@ from agents.periods import next_month
 from loyalty.access import scope_to_staff
 
 TREND_MONTHS = 6
+
+
+def agents_with_team_at(moment) -> QuerySet[AgentProfile]:
+    """Agents annotated with `team_then`: their team at `moment`, by the profile's history.
+
+    A profile made after `moment` (KPIs imported for months before the agent had a profile)
+    counts in the team it was created with. Agents without a team then are left out.
+    """
+    versions = AgentProfile.history.model.objects.filter(id=OuterRef("pk")).values("team_id")
+    then = versions.filter(history_date__lt=moment).order_by("-history_date", "-history_id")[:1]
+    first = versions.order_by("history_date", "history_id")[:1]
+    return AgentProfile.objects.annotate(team_then=Coalesce(Subquery(then), Subquery(first))).filter(
+        team_then__isnull=False
+    )
 
 
 def agent_profile_of(user) -> AgentProfile | None:

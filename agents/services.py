@@ -13,7 +13,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
-from agents import scoring
+from agents import scoring, selectors
 from agents.models import AgentProfile, AwardEntry, KpiRecord, ScoringRule, Team, TicketKpiRecord
 from agents.periods import month_closes_at, month_start, next_month, previous_month
 from loyalty.access import has_role
@@ -323,12 +323,15 @@ def awards_run_scheduled(*, now: datetime | None = None) -> AwardReport:
     return awards_post(month=previous_month(today), now=now)
 
 
-def month_is_closed(*, month: date, now: datetime | None = None) -> bool:
-    """Over in the time zone of every program that has a team (the latest midnight decides)."""
-    now = now or timezone.now()
+def month_end_moment(*, month: date) -> datetime:
+    """When the month is over in every program that has a team (the latest midnight decides)."""
     programs = Program.objects.filter(agent_teams__isnull=False).distinct()
     zones = [program.tz for program in programs] or [timezone.get_default_timezone()]
-    return all(now >= month_closes_at(month, tz) for tz in zones)
+    return max(month_closes_at(month, tz) for tz in zones)
+
+
+def month_is_closed(*, month: date, now: datetime | None = None) -> bool:
+    return (now or timezone.now()) >= month_end_moment(month=month)
 
 
 def awards_post(*, month: date, now: datetime | None = None) -> AwardReport:
@@ -363,8 +366,14 @@ def _post_month(*, month: date, now: datetime) -> AwardReport:
     end = next_month(month)
     teams = Team.objects.all()
     ruleset = scoring.rules_in_force(on=month, teams=teams)
+    # The rules of the team each agent was in when the month ended: moving an agent later
+    # must not rescore (and "correct") months already awarded.
     rows = scoring.scored(
-        AgentProfile.objects.filter(team__isnull=False), start=month, end=end, ruleset=ruleset
+        selectors.agents_with_team_at(month_end_moment(month=month)),
+        start=month,
+        end=end,
+        ruleset=ruleset,
+        team_field="team_then",
     )
     held: dict[int, dict[int, tuple[int, int]]] = defaultdict(dict)  # agent -> rule -> (total, last seq)
     for line in (
@@ -384,7 +393,7 @@ def _post_month(*, month: date, now: datetime) -> AwardReport:
         wanted = {
             rule.pk: (getattr(row, scoring.points_alias(rule)), getattr(row, f"metric_{rule.metric}"))
             for rule in ruleset.rules
-            if row.team_id in ruleset.teams_by_rule[rule.pk]
+            if row.team_then in ruleset.teams_by_rule[rule.pk]
         }
         if not row.kpi_count:
             wanted = {}  # no KPIs this month: nothing to award (earlier awards are taken back below)
@@ -403,7 +412,7 @@ def _post_month(*, month: date, now: datetime) -> AwardReport:
             entries.append(
                 AwardEntry(
                     agent_id=row.pk,
-                    team_id=row.team_id,
+                    team_id=row.team_then,
                     period_start=month,
                     rule=rule,
                     seq=seq,

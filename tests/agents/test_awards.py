@@ -45,6 +45,42 @@ def test_the_monthly_job_run_twice_posts_once(profile_a, rules):
     assert keys == {f"agents:2025-03:{profile_a.pk}:{rules[m].pk}:1" for m in ("csat", "aht")}
 
 
+def test_moving_an_agent_to_another_team_does_not_rescore_months_already_awarded(profile_a, program_a, rules):
+    elsewhere = services.team_create(program=program_a, name="Team C")
+    rule(program_a, team=elsewhere, metric="csat", target=Decimal("50"), points=500)
+    kpis(profile_a, survey_answers=20, satisfied_answers=18, contacts_handled=10, talk_seconds=2900)
+    assert services.awards_post(month=MONTH).points == 140
+
+    profile_a.team = elsewhere
+    profile_a.save()  # moved today, long after March
+    rerun = services.awards_post(month=MONTH)
+
+    assert (rerun.entries, rerun.points) == (0, 0)
+    assert total(profile_a) == 140
+    assert set(AwardEntry.objects.filter(agent=profile_a).values_list("team_id", flat=True)) == {
+        profile_a.history.earliest().team_id
+    }
+
+
+def test_a_month_after_the_move_is_scored_by_the_new_teams_rules(profile_a, program_a, team_a, rules):
+    elsewhere = services.team_create(program=program_a, name="Team C")
+    rule(program_a, team=elsewhere, metric="csat", target=Decimal("50"), points=500)
+    april = next_month(MONTH)
+    counts = {"survey_answers": 20, "satisfied_answers": 18, "contacts_handled": 10, "talk_seconds": 2900}
+    for month in (MONTH, april):
+        kpis(profile_a, month, **counts)
+    profile_a.team = elsewhere
+    profile_a._history_date = datetime(2025, 3, 20, tzinfo=ZoneInfo("UTC"))  # moved in late March
+    profile_a.save()
+
+    services.awards_post(month=MONTH)
+    services.awards_post(month=april)
+
+    # Both months end after the move: Team C's csat rule (500) and the program's aht rule (40).
+    assert total(profile_a, MONTH) == total(profile_a, april) == 540
+    assert set(AwardEntry.objects.values_list("team_id", flat=True)) == {elsewhere.pk}
+
+
 def test_a_late_kpi_correction_posts_the_difference(profile_a, rules):
     kpis(profile_a, survey_answers=20, satisfied_answers=18, contacts_handled=10, talk_seconds=2900)
     services.awards_post(month=MONTH)
