@@ -1050,7 +1050,8 @@ def _settle_debts(created: list, in_debt: dict[int, int], now) -> None:
 _EXPIRE_BATCH_POSTGRES = """
 WITH due AS MATERIALIZED (
     SELECT l.id, l.account_id, l.remaining, l.expires_at FROM loyalty_pointlot l
-    WHERE l.account_id = ANY (CAST(%(ids)s AS bigint[])) AND l.pending = %(pending)s AND l.remaining > 0
+    WHERE l.account_id BETWEEN %(first)s AND %(last)s AND l.account_id = ANY (CAST(%(ids)s AS bigint[]))
+        AND l.pending = %(pending)s AND l.remaining > 0
         AND l.expires_at IS NOT NULL AND l.expires_at <= %(due)s
 ),
 numbered AS MATERIALIZED (
@@ -1076,13 +1077,14 @@ entries AS (
     SELECT t.entry_id, a.program_id, a.id, %(kind)s, -t.points, 0, a.balance - t.points, a.pending,
         t.latest, %(now)s, %(source)s, '', %(key_prefix)s || CAST(t.first_lot AS TEXT), '', %(reason)s,
         %(actor)s, jsonb_build_object('lots', t.lots)
-    FROM totals AS t JOIN loyalty_pointsaccount AS a ON a.id = t.account_id
+    FROM totals AS t JOIN loyalty_pointsaccount AS a
+        ON a.id = t.account_id AND a.id BETWEEN %(first)s AND %(last)s
     RETURNING id, account_id, points
 ),
 accounts AS (
     UPDATE loyalty_pointsaccount AS a
     SET balance = a.balance - t.points, lifetime_expired = a.lifetime_expired + t.points, updated_at = %(now)s
-    FROM totals AS t WHERE a.id = t.account_id
+    FROM totals AS t WHERE a.id = t.account_id AND a.id BETWEEN %(first)s AND %(last)s
     RETURNING a.id
 )
 SELECT e.id, e.account_id, e.points, t.lots, (SELECT COUNT(*) FROM accounts)
@@ -1108,6 +1110,11 @@ def _expire_batch_postgres(ids: list[int], due_params: list, now) -> tuple[list,
             _EXPIRE_BATCH_POSTGRES,
             {
                 "ids": ids,
+                # The batch's accounts are consecutive among those with due lots: the range
+                # tells the planner how few lots and accounts that is, so it reads them by index
+                # instead of scanning both tables once per batch (a run quadratic in their size).
+                "first": ids[0],
+                "last": ids[-1],
                 # The conditions of `_EXPIRE.due`, named.
                 "pending": due_params[0],
                 "due": due_params[1],

@@ -706,6 +706,8 @@ class _LedgerBenchmark:
             ledger._EXPIRE_BATCH_POSTGRES,
             {
                 "ids": ids,
+                "first": ids[0],
+                "last": ids[-1],
                 "pending": False,
                 "due": at,
                 "kind": Kind.EXPIRE.value,
