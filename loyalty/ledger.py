@@ -902,10 +902,12 @@ _ACTIVATE = _BatchJob(
 )
 
 
-# Lots read per batch of the expiry job. Each batch is one transaction holding its
-# accounts' locks for a fraction of a second; fewer, bigger batches spend less on commits
-# and round trips (measured: 20,000 lots, about 2,000 accounts, is past the knee).
+# Lots read per batch of the expiry job on PostgreSQL (elsewhere at most
+# PORTABLE_BATCH_SIZE). Each batch is one transaction holding its accounts' locks for a
+# fraction of a second; fewer, bigger batches spend less on commits and round trips.
 EXPIRY_BATCH_SIZE = 20_000
+# The largest batch (in lots read) of the portable `_run_batch`, and activation's default.
+PORTABLE_BATCH_SIZE = 2000
 
 
 def expire_due_lots(
@@ -915,7 +917,9 @@ def expire_due_lots(
     return _run_batches(_EXPIRE, now=now or timezone.now(), batch_size=batch_size, progress=progress)
 
 
-def activate_pending_lots(*, now: datetime | None = None, batch_size: int = 2000, progress=None) -> JobReport:
+def activate_pending_lots(
+    *, now: datetime | None = None, batch_size: int = PORTABLE_BATCH_SIZE, progress=None
+) -> JobReport:
     """Make pending lots whose waiting time is over spendable, one entry per account.
 
     An account carrying a debt has it settled from the newly available points.
@@ -935,6 +939,10 @@ def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) ->
     # UTC string, and a raw aware datetime would be compared (and stored) as text
     # with its offset, so a Paris-time `now` an hour off. PostgreSQL is unaffected.
     due_params = [job.flag, connection.ops.adapt_datetimefield_value(now)]
+    if not _one_statement_batches(job):
+        # The portable batch sends each account id, and three values per entry, as statement
+        # parameters: SQLite takes at most 32,766 of them, PostgreSQL 65,535.
+        batch_size = min(batch_size, PORTABLE_BATCH_SIZE)
     after = 0
     while True:
         with connection.cursor() as cursor:
@@ -964,8 +972,13 @@ def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) ->
             progress(len(created))
 
 
+def _one_statement_batches(job: _BatchJob) -> bool:
+    """Whether `job` runs its batches as `_expire_batch_postgres` (account ids in one array)."""
+    return job is _EXPIRE and connection.vendor == "postgresql"
+
+
 def _run_batch(job: _BatchJob, ids: list[int], due_params: list, now) -> tuple[list, int]:
-    if job is _EXPIRE and connection.vendor == "postgresql":
+    if _one_statement_batches(job):
         return _expire_batch_postgres(ids, due_params, now)
     marks = ", ".join(["%s"] * len(ids))
     sql_now = connection.ops.adapt_datetimefield_value(now)

@@ -120,3 +120,37 @@ def test_expiry_inside_a_callers_transaction_leaves_its_durability_alone(postgre
     assert report.lots == 1
     assert seen == [setting] and after == setting
     assert setting != "off"
+
+
+def _batch_sizes():
+    """Patch the job's batch to record how many accounts each batch got."""
+    sizes = []
+    real = ledger._run_batch
+
+    def batch(job, ids, *args, **kwargs):
+        sizes.append(len(ids))
+        return real(job, ids, *args, **kwargs)
+
+    return sizes, mock.patch.object(ledger, "_run_batch", batch)
+
+
+@pytest.mark.django_db
+def test_only_the_one_statement_expiry_takes_batches_bigger_than_the_portable_limit(program_a, monkeypatch):
+    # The portable batch sends every id as a parameter, and SQLite refuses more than 32,766.
+    monkeypatch.setattr(ledger, "PORTABLE_BATCH_SIZE", 2)
+    accounts = _accounts(program_a, 5)
+    for account in accounts:
+        earn(account, 10, expires_at=T0 + days(1))
+        earn(account, 10, available_from=T0 + days(1))
+    sizes, patch = _batch_sizes()
+
+    with patch:
+        expired = ledger.expire_due_lots(now=T0 + days(2), batch_size=100)
+        expire_sizes = list(sizes)
+        sizes.clear()
+        activated = ledger.activate_pending_lots(now=T0 + days(2), batch_size=100)
+
+    assert (expired.accounts, activated.accounts) == (5, 5)
+    assert expire_sizes == ([5] if connection.vendor == "postgresql" else [2, 2, 1])
+    assert sizes == [2, 2, 1]
+    assert_ledger_consistent()
