@@ -98,3 +98,33 @@ def test_ledger_entries_keep_no_single_column_index_a_composite_one_serves():
     # Most entries (every job's) have no actor and reverse nothing: those indexes skip them.
     assert any("(actor_id) WHERE (actor_id IS NOT NULL)" in d for d in definitions), definitions
     assert any("(reverses_id) WHERE (reverses_id IS NOT NULL)" in d for d in definitions), definitions
+
+
+def _plan(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is tiny: ask what an index serves
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    return plan
+
+
+def test_lots_keep_one_account_index_and_it_serves_every_account_read(member_a):
+    from loyalty.models import PointLot
+
+    indexes, _, _ = _lot_indexes_and_keys()
+    # Every index on the lot table costs each lot the expiry job closes an insert.
+    assert not [d for d in indexes.values() if d.endswith("(account_id)")], indexes
+    assert "WHERE" not in indexes["lot_account_recent"]
+    account = member_a.account
+    live = PointLot.objects.filter(account=account, pending=False, remaining__gt=0).order_by(
+        "expires_at", "id"
+    )
+    closed = PointLot.objects.filter(account=account, remaining=0).order_by("-id")[:10]
+    pending = PointLot.objects.filter(account=account, pending=True)
+    everything = PointLot.objects.filter(account__member__membership_number=member_a.membership_number)
+    assert "lot_live_by_expiry" in _plan(live)
+    assert "lot_account_recent" in _plan(closed)
+    assert "lot_account_pending" in _plan(pending)
+    assert "lot_account_recent" in _plan(everything)  # the admin's search by member

@@ -11,10 +11,14 @@ class Command(JobCommand):
     def add_arguments(self, parser):
         parser.add_argument("--now", help="Expire as of this moment (ISO 8601); default: now.")
         parser.add_argument(
-            "--batch-size", type=int, default=2000, help="Lots read per batch (default 2000)."
+            "--batch-size",
+            type=int,
+            default=ledger.EXPIRY_BATCH_SIZE,
+            help=f"Lots read per batch (default {ledger.EXPIRY_BATCH_SIZE}; "
+            f"at most {ledger.PORTABLE_BATCH_SIZE} on databases other than PostgreSQL).",
         )
 
-    def handle(self, *args, now=None, batch_size=2000, verbosity=1, **options):
+    def handle(self, *args, now=None, batch_size=ledger.EXPIRY_BATCH_SIZE, verbosity=1, **options):
         self.verbosity = verbosity
         moment = parse_now(now)
         with progress_bar(self, total=accounts_due(job="expire", now=moment), unit="account") as bar:
