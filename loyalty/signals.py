@@ -14,9 +14,17 @@ referral_code ("" when none was given), request_meta (a dict: ip, user_agent,
 device_id where known). A receiver may raise ApplicationError to refuse the
 sign-up (an unknown referral code, say); the member is then rolled back and
 the caller shows the error on its field.
+
+`activity_batch_members` is sent before a chunk of activities is posted
+set-based (`earning.activities_post`): the activities' `activity_posted` signals
+then come after the whole run of earnings before them is written, not one by
+one. A receiver whose `activity_posted` writes for some members (points, say)
+returns their ids, and their activities are posted one at a time, exactly as
+`activity_post` does. Arguments: members (the chunk's Member objects).
 """
 
 from django.dispatch import Signal
 
 activity_posted = Signal()
 member_joined = Signal()
+activity_batch_members = Signal()

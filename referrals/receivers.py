@@ -50,3 +50,13 @@ def on_activity_posted(sender, *, member, code, amount, occurred_at, reference, 
             )
     except Exception:
         logger.exception("Referral %s: qualification failed; the purchase stands", referral.pk)
+
+
+def on_activity_batch_members(sender, *, members, **kwargs) -> set[int]:
+    """Members with a pending referral: their purchases may qualify it (and post its rewards),
+    so the chunk posts their activities one by one."""
+    return set(
+        Referral.objects.filter(referee__in=members, status=Referral.Status.PENDING).values_list(
+            "referee_id", flat=True
+        )
+    )
