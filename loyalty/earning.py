@@ -461,8 +461,9 @@ def _earn_fields(rule, member, calc, key, reference, occurred_at, request, sourc
     }
 
 
-def _announce(result, member, code, amount, occurred_at, reference, source, actor) -> None:
+def _announce(result, member, code, amount, occurred_at, reference, source, actor, run=None) -> None:
     signals.activity_posted.send(
+        run=run,
         sender=ActivityResult,
         member=member,
         code=code,
@@ -1113,6 +1114,7 @@ class _Batch:
             )
             UnpaidActivity.objects.bulk_create([p.unpaid for p in planned if p.unpaid is not None])
             self.reads.save_usage()
+            run = signals.PostingRun()
             for p in planned:
                 activity = p.activity
                 result = ActivityResult(
@@ -1127,8 +1129,10 @@ class _Batch:
                     activity.reference,
                     self.source,
                     self.actor,
+                    run,
                 )
                 self.results[p.index] = result
+            run.close()
         except ApplicationError as error:
             # activity_post would refuse that one activity alone: only one by one can.
             raise _OneByOne from error
