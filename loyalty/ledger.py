@@ -326,6 +326,38 @@ def _save_account(account: PointsAccount, now: datetime) -> None:
         )
 
 
+def _save_accounts(accounts: list[PointsAccount], now: datetime) -> None:
+    """`_save_account` of many accounts in one statement."""
+    accounts = sorted(accounts, key=lambda account: account.pk)
+    for account in accounts:
+        account.updated_at = now
+    # VALUES columns are column1..6 on both PostgreSQL and SQLite.
+    values = ", ".join(["(" + ", ".join(["CAST(%s AS BIGINT)"] * 6) + ")"] * len(accounts))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE loyalty_pointsaccount SET balance = b.balance, pending = b.pending, "
+            "lifetime_earned = b.earned, lifetime_redeemed = b.redeemed, lifetime_expired = b.expired, "
+            "updated_at = %s FROM (SELECT column1 AS id, column2 AS balance, column3 AS pending, "
+            "column4 AS earned, column5 AS redeemed, column6 AS expired "
+            f"FROM (VALUES {values}) AS v) AS b WHERE loyalty_pointsaccount.id = b.id",
+            [
+                connection.ops.adapt_datetimefield_value(now),
+                *(
+                    value
+                    for account in accounts
+                    for value in (
+                        account.pk,
+                        account.balance,
+                        account.pending,
+                        account.lifetime_earned,
+                        account.lifetime_redeemed,
+                        account.lifetime_expired,
+                    )
+                ),
+            ],
+        )
+
+
 def _entry_values(*, account: PointsAccount, kind: str, points: int, pending_points: int = 0, now, **fields):
     """The fields of a new entry on `account`, whose balance and pending it moves."""
     account.balance += points
@@ -622,13 +654,7 @@ def credit_many(
     for entry, lot, (_, _, debt) in zip(entries, lots, rows, strict=True):
         if debt:
             _settle_debt(entry, [lot], debt, now_)
-    touched = {request.account_id: accounts[request.account_id] for request in credits}
-    for account in touched.values():
-        account.updated_at = now_
-    PointsAccount.objects.bulk_update(
-        sorted(touched.values(), key=lambda account: account.pk),
-        ["balance", "pending", "lifetime_earned", "lifetime_redeemed", "lifetime_expired", "updated_at"],
-    )
+    _save_accounts([accounts[account_id] for account_id in {request.account_id for request in credits}], now_)
     return [Posting(entry=entry) for entry in entries]
 
 
