@@ -26,6 +26,8 @@ RETURN = "return"
 
 
 class TransactionRowForm(RowForm):
+    rebindable = True
+
     membership_number = forms.CharField(max_length=20)
     type = forms.SlugField(max_length=40, help_text='"purchase", "return" or an activity code.')
     reference = forms.CharField(max_length=120)
