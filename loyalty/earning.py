@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -919,6 +919,10 @@ class _ChunkReads:
         spent[0] += points
         spent[1] += 1
 
+    def forget_usage(self) -> None:
+        """Usage is read again (still locked) at next use: something else charged it."""
+        self._usage.clear()
+
     def save_usage(self) -> None:
         for promotion_id, (points, uses) in self._spent.items():
             _charge_budget(promotion_id, points, uses)
@@ -981,10 +985,9 @@ class _Batch:
             planned = self._plan(index, activity)
             if planned is None:
                 self._write()
-                self.results[index] = _post_or_refusal(
-                    activity, source=self.source, actor=self.actor, now=self.now
-                )
-                self._load()  # that posting (and its receivers) may have changed anything loaded
+                result = _post_or_refusal(activity, source=self.source, actor=self.actor, now=self.now)
+                self.results[index] = result
+                self._after_one(activity, result)
             else:
                 self.planned.append(planned)
         self._write()
@@ -1015,6 +1018,52 @@ class _Batch:
         self.one_by_one = set()
         for _, answer in signals.activity_batch_members.send(sender=Activity, members=members):
             self.one_by_one |= set(answer or ())
+
+    def _after_one(self, activity: Activity, result: ActivityResult | ApplicationError) -> None:
+        """Bring what was loaded up to date after `activity_post` posted one activity itself.
+
+        A refusal or a replay wrote nothing. A posting moved its own account (its earning
+        counts towards caps and tiers, its bonuses towards tiers) and perhaps promotion
+        budgets; if anything else moved (a receiver credited another account), everything
+        is loaded again.
+        """
+        member = activity.member
+        if activity.reference and activity.reference.strip():
+            self.keys.add(_activity_key(activity.code, activity.reference.strip()))
+        if isinstance(result, ApplicationError) or (result.posting is not None and result.posting.replayed):
+            return
+        for other in self.members[member.pk]:
+            other.status, other.tier = member.status, member.tier
+        own = member.account.pk
+        columns = ("balance", "pending", "lifetime_earned", "lifetime_redeemed", "lifetime_expired")
+        moved = False
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, {', '.join(columns)} FROM loyalty_pointsaccount "
+                f"WHERE id IN ({', '.join(['%s'] * len(self.accounts))})",
+                list(self.accounts),
+            )
+            for account_id, *totals in cursor.fetchall():
+                account = self.accounts[account_id]
+                if account_id != own and any(
+                    getattr(account, name) != value for name, value in zip(columns, totals, strict=True)
+                ):
+                    moved = True
+                for name, value in zip(columns, totals, strict=True):
+                    setattr(account, name, value)
+        if moved:
+            self._load()
+            return
+        self.reads.forget_usage()  # the posting may have charged budgets
+        if result.posting is not None:
+            entry = result.posting.entry
+            self.reads.earn(
+                entry.breakdown["rule_id"], own, entry.occurred_at, entry.points + entry.pending_points
+            )
+            if self.qualifying is not None:  # else it is read from the database, with these
+                gained = entry.points + entry.pending_points
+                gained += sum(bonus.entry.points + bonus.entry.pending_points for bonus in result.bonuses)
+                self.gained[own] = self.gained.get(own, 0) + gained
 
     def _plan(self, index: int, activity: Activity) -> _Planned | None:
         """The activity's writes when they are plain (an earning or an unpaid record); None when
@@ -1099,6 +1148,13 @@ class _Batch:
                 .annotate(total=Sum(F("points") + F("pending_points")))
                 .values_list("account_id", "total")
             )
+            # From now on `gained` holds what the database does not: the planned, unwritten earnings.
+            self.gained = {}
+            for p in self.planned:
+                if p.credit is not None:
+                    self.gained[p.credit.account_id] = (
+                        self.gained.get(p.credit.account_id, 0) + p.credit.points
+                    )
         bound = self.qualifying.get(account.pk, 0) + self.gained.get(account.pk, 0) + points
         return bound >= min(higher)
 
@@ -1136,8 +1192,6 @@ class _Batch:
         except ApplicationError as error:
             # activity_post would refuse that one activity alone: only one by one can.
             raise _OneByOne from error
-        self.gained.clear()
-        self.qualifying = None
 
 
 # --- Returns ------------------------------------------------------------------

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.django_db
 
 HEADER = "membership_number,type,reference,occurred_at,amount,original_reference\n"
 FILENAME = "twin.csv"
-MEMBERS = 5  # the last one is suspended
+MEMBERS = 6  # the last one is suspended
 
 
 def _twin(slug: str, start) -> tuple[Program, list[Member]]:
@@ -52,12 +52,12 @@ def _twin(slug: str, start) -> tuple[Program, list[Member]]:
         name=slug, slug=slug, currency="EUR", time_zone="Europe/Paris", pending_days=14, tier_window_days=365
     )
     EarningRuleFactory(program=program, cap_per_day=150, min_amount=Decimal("5"))
-    EarningRuleFactory.fixed_activity(program=program, code="survey", points=25, cap_per_month=60)
+    EarningRuleFactory.fixed_activity(program=program, code="survey", points=25, cap_per_month=100)
     EarningRuleFactory.fixed_activity(program=program, code="review", points=5)
     silver = TierFactory(program=program, name="Silver", rank=1, threshold=300, multiplier=Decimal("1.5"))
     TierFactory(program=program, name="Gold", rank=2, threshold=100_000, multiplier=Decimal("2"))
     window = {"starts_at": start - timedelta(days=5), "ends_at": start + timedelta(days=60)}
-    PromotionFactory(program=program, name="Budgeted", bonus_points=10, budget_points=35, **window)
+    PromotionFactory(program=program, name="Budgeted", bonus_points=10, budget_points=95, **window)
     PromotionFactory(
         program=program,
         name="Silver double",
@@ -93,6 +93,8 @@ def _rows(start) -> list[tuple]:
         add(
             i % 4, "purchase", f"P-{i}", start + timedelta(days=i // 6, hours=i % 6), Decimal(20 + i * 7 % 50)
         )
+        if i in (1, 6):  # between set-based rows, one posted on its own (a challenge runs) spends budget
+            add(i % 4, "survey", f"SB-{i}", start + timedelta(days=i // 6, hours=7))
     for i in range(6):  # member 0 runs into the daily cap part-way through the chunk
         add(0, "purchase", f"CAP-{i}", start + timedelta(days=2, hours=12 + i), Decimal("40"))
     for i in range(4):  # member 2 crosses into Silver, then earns the tier boost and its promotion
@@ -109,6 +111,10 @@ def _rows(start) -> list[tuple]:
     add(1, "purchase", "SMALL-1", start + timedelta(hours=4), Decimal("2"))  # below the minimum: unpaid
     add(4, "purchase", "SUSP-1", start + timedelta(hours=5), Decimal("30"))  # suspended member
     add(2, "dance", "D-1", start + timedelta(hours=6))  # no such activity
+    # Member 4 reaches Silver only with the points of a row posted on its own (a survey).
+    add(4, "purchase", "T-0", start + timedelta(days=8, hours=10), Decimal("130"))
+    add(4, "survey", "T-S", start + timedelta(days=8, hours=11))
+    add(4, "purchase", "T-1", start + timedelta(days=9, hours=10), Decimal("160"))
     for i in range(6):  # more after the refusals, members interleaved
         add(i % 4, "purchase", f"Q-{i}", start + timedelta(days=5, hours=i), Decimal(15 + i))
     return rows
@@ -288,11 +294,12 @@ def test_an_import_posts_what_activity_post_posts_row_by_row(
     for part in mine:
         assert mine[part] == theirs[part], part
     # What the rows were meant to exercise did happen.
-    kinds = [entry[1] for entry in mine["entries"]]
-    assert kinds.count("bonus") == 2  # the challenge and the streak
-    assert mine["tier changes"] and mine["unpaid"] and mine["returns"]
+    bonuses = [entry[9].split(":")[0] for entry in mine["entries"] if entry[1] == "bonus"]
+    assert bonuses == ["challenge", "streak"]
+    assert {2, 4} <= {change[0] for change in mine["tier changes"]}
+    assert mine["unpaid"] and mine["returns"]
     assert any("daily cap" in str(entry[12].get("note")) for entry in mine["entries"])
-    assert ("Budgeted", 35, 4) in mine["budgets"]  # 10 + 10 + 10 + the 5 left
+    assert ("Budgeted", 95, 10) in mine["budgets"]  # nine times 10, then the 5 left
     assert ledger.reconcile(program=imported) == [] and ledger.reconcile(program=posted) == []
 
     # A re-import changes nothing.
