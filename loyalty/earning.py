@@ -9,7 +9,7 @@ key: the same event reported twice earns once, whichever channel reports it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -90,8 +90,8 @@ class Calculation:
         object.__setattr__(self, "total", gross - self.capped)
 
     def as_breakdown(self) -> dict:
-        data = asdict(self)
-        del data["budgeted"]
+        # The fields hold plain values and PromotionLines: no need for asdict's deep copy.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "budgeted"}
         data["promotions"] = [asdict(line) for line in self.promotions]
         return data
 
