@@ -9,11 +9,12 @@ key: the same event reported twice earns once, whichever channel reports it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -33,6 +34,7 @@ from loyalty.models import (
     PromotionUsage,
     PurchaseReturn,
     Streak,
+    Tier,
     UnpaidActivity,
 )
 
@@ -88,8 +90,8 @@ class Calculation:
         object.__setattr__(self, "total", gross - self.capped)
 
     def as_breakdown(self) -> dict:
-        data = asdict(self)
-        del data["budgeted"]
+        # The fields hold plain values and PromotionLines: no need for asdict's deep copy.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "budgeted"}
         data["promotions"] = [asdict(line) for line in self.promotions]
         return data
 
@@ -138,12 +140,24 @@ def _parse_amount(amount) -> Decimal | None:
     return value.quantize(Decimal("0.01"))
 
 
-def _rule(program: Program, code: str, at: datetime) -> EarningRule:
-    rule = (
-        EarningRule.objects.filter(program=program, activity_code=code, is_active=True)
-        .filter(Q(active_from__isnull=True) | Q(active_from__lte=at))
-        .filter(Q(active_until__isnull=True) | Q(active_until__gt=at))
-        .first()
+def _rules_for(program_id: int, code: str) -> list[EarningRule]:
+    """The program's active rules for `code`, whatever their window, in the order `_rule` picks."""
+    return list(
+        EarningRule.objects.filter(program_id=program_id, activity_code=code, is_active=True).order_by("pk")
+    )
+
+
+def _rule(program: Program, code: str, at: datetime, rules: list[EarningRule] | None = None) -> EarningRule:
+    """The rule for `code` in force at `at`, from `rules` (`_rules_for`) when the caller has them."""
+    rules = _rules_for(program.pk, code) if rules is None else rules
+    rule = next(
+        (
+            rule
+            for rule in rules
+            if (rule.active_from is None or rule.active_from <= at)
+            and (rule.active_until is None or rule.active_until > at)
+        ),
+        None,
     )
     if rule is None:
         raise UnknownActivity(
@@ -172,34 +186,60 @@ def _local_day_and_month(program: Program, at: datetime) -> tuple[tuple, tuple]:
     return (day, day + timedelta(days=1)), (month, next_month)
 
 
-def _promotions(member: Member, code: str, at: datetime):
-    """The running promotions that apply to the member's activity and tier, in one query.
+def _running_promotions(program_id: int, tier_id: int | None, first: datetime, last: datetime):
+    """The active promotions for members of the tier running at some moment of [first, last], in one query.
 
     A promotion with no tiers is for everyone; one with tiers, for members at one of them
     (a (promotion, tier) pair is unique, so the join yields each promotion once).
     """
     for_tier = Q(tiers__isnull=True)
-    if member.tier_id is not None:
-        for_tier |= Q(tiers=member.tier_id)
-    promotions = Promotion.objects.filter(
-        for_tier, program_id=member.program_id, is_active=True, starts_at__lte=at, ends_at__gt=at
+    if tier_id is not None:
+        for_tier |= Q(tiers=tier_id)
+    return list(
+        Promotion.objects.filter(
+            for_tier, program_id=program_id, is_active=True, starts_at__lte=last, ends_at__gt=first
+        ).order_by("pk")
     )
-    for promotion in promotions.order_by("pk"):
+
+
+def _promotions(member: Member, code: str, at: datetime, running: list[Promotion] | None = None):
+    """The running promotions that apply to the member's activity and tier at `at`.
+
+    `running` (`_running_promotions` over a span holding `at`) saves the query.
+    """
+    if running is None:
+        running = _running_promotions(member.program_id, member.tier_id, at, at)
+    for promotion in running:
+        if not promotion.starts_at <= at < promotion.ends_at:
+            continue
         if promotion.activity_codes and code not in promotion.activity_codes:
             continue
         yield promotion
 
 
-def _budget_left(promotion: Promotion, *, lock: bool) -> tuple[int | None, bool]:
-    """Points left in the promotion's budget (None: unlimited) and whether a use is left."""
-    if promotion.budget_points is None and promotion.max_uses is None:
-        return None, True
+def _is_budgeted(promotion: Promotion) -> bool:
+    return promotion.budget_points is not None or promotion.max_uses is not None
+
+
+def _usage(promotion: Promotion, *, lock: bool) -> PromotionUsage:
+    """What the promotion has spent; with `lock`, its row created if need be and locked for posting."""
     if lock:
         usage, _ = PromotionUsage.objects.get_or_create(promotion=promotion)
-        usage = PromotionUsage.objects.select_for_update().get(pk=usage.pk)
-    else:
-        # A preview writes nothing: no usage row yet means nothing spent yet.
-        usage = PromotionUsage.objects.filter(promotion=promotion).first() or PromotionUsage()
+        return PromotionUsage.objects.select_for_update().get(pk=usage.pk)
+    # A preview writes nothing: no usage row yet means nothing spent yet.
+    return PromotionUsage.objects.filter(promotion=promotion).first() or PromotionUsage()
+
+
+def _budget_left(
+    promotion: Promotion, *, lock: bool, usage: PromotionUsage | None = None
+) -> tuple[int | None, bool]:
+    """Points left in the promotion's budget (None: unlimited) and whether a use is left.
+
+    `usage` is the promotion's usage when the caller holds it (locked) already.
+    """
+    if not _is_budgeted(promotion):
+        return None, True
+    usage = usage or _usage(promotion, lock=lock)
     points_left = (
         None if promotion.budget_points is None else max(promotion.budget_points - usage.points_awarded, 0)
     )
@@ -215,15 +255,17 @@ def activity_calculate(
     occurred_at: datetime,
     lock: bool = False,
     rule: EarningRule | None = None,
+    reads: _ChunkReads | None = None,
 ) -> Calculation:
     """What the activity earns now. Reads only (with `lock`, promotion budgets are locked for posting).
 
-    `rule` saves the lookup when the caller already has the activity's rule.
+    `rule` saves the lookup when the caller already has the activity's rule; `reads`
+    answers the lookups from what a chunk of postings loaded once (`activities_post`).
     """
     if member.status != Member.Status.ACTIVE:
         raise MemberNotActive(f"Member {member.membership_number} is {member.get_status_display().lower()}.")
     program = member.program
-    rule = rule or _rule(program, code, occurred_at)
+    rule = rule or (reads.rule(code, occurred_at) if reads else _rule(program, code, occurred_at))
     value = _parse_amount(amount)
     if code == PURCHASE and value is None:
         raise ApplicationError("A purchase needs an amount.", field="amount")
@@ -237,14 +279,16 @@ def activity_calculate(
     tier = member.tier
     boost = int((Decimal(base) * (tier.multiplier - 1)).to_integral_value(ROUND_FLOOR)) if tier else 0
     lines, budgeted = [], set()
-    for promotion in _promotions(member, code, occurred_at):
-        if promotion.budget_points is not None or promotion.max_uses is not None:
+    running = reads.promotions(member) if reads else None
+    for promotion in _promotions(member, code, occurred_at, running):
+        if _is_budgeted(promotion):
             budgeted.add(promotion.pk)
         if promotion.kind == Promotion.Kind.MULTIPLIER:
             points = int((Decimal(base) * (promotion.multiplier - 1)).to_integral_value(ROUND_FLOOR))
         else:
             points = promotion.bonus_points
-        points_left, uses_left = _budget_left(promotion, lock=lock)
+        usage = reads.usage(promotion) if reads and _is_budgeted(promotion) else None
+        points_left, uses_left = _budget_left(promotion, lock=lock, usage=usage)
         if not uses_left:
             continue
         if points_left is not None:
@@ -260,7 +304,8 @@ def activity_calculate(
     ):
         if cap is None:
             continue
-        room = max(cap - _earned_through(rule, member, start, end), 0)
+        earned = (reads.earned_through if reads else _earned_through)(rule, member, start, end)
+        room = max(cap - earned, 0)
         if gross - capped > room:
             capped = gross - room
             note = f"Limited by the {label} cap of {cap} points."
@@ -292,24 +337,31 @@ def _activity_key(code: str, reference: str) -> str:
     return f"activity:{code}:{reference}"
 
 
+def _earlier_events(program_id: int, keys) -> dict[str, tuple[int, dict, bool]]:
+    """The keys among `keys` posted before: key -> (pk, breakdown, whether it is an entry or an
+    unpaid record). One statement over both tables."""
+    # No ORDER BY in the parts of a UNION (SQLite refuses it): .order_by() drops the models' ordering.
+    keys = list(keys)
+    paid = (
+        LedgerEntry.objects.filter(program_id=program_id, idempotency_key__in=keys)
+        .order_by()
+        .values_list("idempotency_key", "pk", "breakdown", Value(True, output_field=BooleanField()))
+    )
+    unpaid = (
+        UnpaidActivity.objects.filter(program_id=program_id, idempotency_key__in=keys)
+        .order_by()
+        .values_list("idempotency_key", "pk", "breakdown", Value(False, output_field=BooleanField()))
+    )
+    return {key: (pk, breakdown, is_entry) for key, pk, breakdown, is_entry in paid.union(unpaid, all=True)}
+
+
 def _earlier_event(program_id: int, key: str, request: dict) -> LedgerEntry | UnpaidActivity | None:
     """What an earlier identical activity made (its entry, or its record when it earned nothing).
 
     One statement over both tables, since every new posting asks. The same
     reference with a different request is a conflict.
     """
-    # No ORDER BY in the parts of a UNION (SQLite refuses it): .order_by() drops the models' ordering.
-    paid = (
-        LedgerEntry.objects.filter(program_id=program_id, idempotency_key=key)
-        .order_by()
-        .values_list("pk", "breakdown", Value(True, output_field=BooleanField()))
-    )
-    unpaid = (
-        UnpaidActivity.objects.filter(program_id=program_id, idempotency_key=key)
-        .order_by()
-        .values_list("pk", "breakdown", Value(False, output_field=BooleanField()))
-    )
-    row = next(iter(paid.union(unpaid, all=True)), None)
+    row = _earlier_events(program_id, [key]).get(key)
     if row is None:
         return None
     pk, breakdown, is_entry = row
@@ -336,23 +388,7 @@ def activity_post(
     `now` is the posting clock (default: the real time), as in the ledger; the
     demo and tests use it to post history in the past.
     """
-    if not reference or not reference.strip():
-        raise ApplicationError("A reference for the event is required.", field="reference")
-    # Only what the caller sent identifies the request: a defaulted time would
-    # make every retry look like a different event. Amount and time are compared
-    # by value, not by spelling: 10.5 and "10.50", or one moment in two time zones,
-    # are the same event.
-    value = _parse_amount(amount)
-    request = {
-        "member": member.membership_number,
-        "code": code,
-        "amount": None if value is None else str(value),
-        "occurred_at": occurred_at.astimezone(UTC).isoformat() if occurred_at else None,
-    }
-    occurred_at = occurred_at or now or timezone.now()
-    if occurred_at > (now or timezone.now()) + timedelta(minutes=5):
-        raise ApplicationError("The event cannot be in the future.", field="occurred_at")
-    key = _activity_key(code, reference.strip())
+    value, request, occurred_at, key = _activity_request(member, code, reference, amount, occurred_at, now)
     with transaction.atomic():
         account = ledger.lock_accounts([member.account.pk])[member.account.pk]
         # The caller loaded the member before the lock; a posting that committed
@@ -377,15 +413,9 @@ def activity_post(
         posting = ledger.credit(
             account=account,
             points=calc.total,
-            reason=f"{rule.name}" + (f" ({calc.amount} {member.program.currency})" if calc.amount else ""),
             actor=actor,
-            idempotency_key=key,
-            source=source,
-            occurred_at=occurred_at,
-            reference=reference.strip(),
-            breakdown={**calc.as_breakdown(), "request": request},
             now=now,
-            **_timing(rule, member.program, code, occurred_at),
+            **_earn_fields(rule, member, calc, key, reference, occurred_at, request, source),
         )
         for line, awarded in calc.promotion_awards():
             if line.promotion_id in calc.budgeted:
@@ -397,8 +427,43 @@ def activity_post(
     return result
 
 
-def _announce(result, member, code, amount, occurred_at, reference, source, actor) -> None:
+def _activity_request(member, code, reference, amount, occurred_at, now) -> tuple:
+    """Check an activity's request; returns (amount, request, occurred_at, idempotency key)."""
+    if not reference or not reference.strip():
+        raise ApplicationError("A reference for the event is required.", field="reference")
+    # Only what the caller sent identifies the request: a defaulted time would
+    # make every retry look like a different event. Amount and time are compared
+    # by value, not by spelling: 10.5 and "10.50", or one moment in two time zones,
+    # are the same event.
+    value = _parse_amount(amount)
+    request = {
+        "member": member.membership_number,
+        "code": code,
+        "amount": None if value is None else str(value),
+        "occurred_at": occurred_at.astimezone(UTC).isoformat() if occurred_at else None,
+    }
+    occurred_at = occurred_at or now or timezone.now()
+    if occurred_at > (now or timezone.now()) + timedelta(minutes=5):
+        raise ApplicationError("The event cannot be in the future.", field="occurred_at")
+    return value, request, occurred_at, _activity_key(code, reference.strip())
+
+
+def _earn_fields(rule, member, calc, key, reference, occurred_at, request, source) -> dict:
+    """The ledger credit of an activity that earned `calc.total`, less the account and points."""
+    return {
+        "reason": f"{rule.name}" + (f" ({calc.amount} {member.program.currency})" if calc.amount else ""),
+        "idempotency_key": key,
+        "source": source,
+        "occurred_at": occurred_at,
+        "reference": reference.strip(),
+        "breakdown": {**calc.as_breakdown(), "request": request},
+        **_timing(rule, member.program, calc.activity, occurred_at),
+    }
+
+
+def _announce(result, member, code, amount, occurred_at, reference, source, actor, run=None) -> None:
     signals.activity_posted.send(
+        run=run,
         sender=ActivityResult,
         member=member,
         code=code,
@@ -415,22 +480,26 @@ def _record_unpaid(member, key, code, reference, occurred_at, calc, request, now
     """Keep the reference of an event that earned nothing (see `UnpaidActivity`)."""
     try:
         with transaction.atomic():
-            UnpaidActivity.objects.create(
-                program_id=member.program_id,
-                member=member,
-                idempotency_key=key,
-                activity_code=code,
-                reference=reference,
-                occurred_at=occurred_at,
-                breakdown={**calc.as_breakdown(), "request": request},
-                created_at=now or timezone.now(),
-            )
+            _unpaid(member, key, code, reference, occurred_at, calc, request, now).save()
     except IntegrityError:
         # Another member's event took the reference meanwhile (one member's are serialised
         # by the account lock, so this is never a replay).
         raise ledger.IdempotencyConflict(
             f"Reference {reference!r} was already used for a different event.", field="reference"
         ) from None
+
+
+def _unpaid(member, key, code, reference, occurred_at, calc, request, now) -> UnpaidActivity:
+    return UnpaidActivity(
+        program_id=member.program_id,
+        member=member,
+        idempotency_key=key,
+        activity_code=code,
+        reference=reference,
+        occurred_at=occurred_at,
+        breakdown={**calc.as_breakdown(), "request": request},
+        created_at=now or timezone.now(),
+    )
 
 
 def _calculation_of(entry: LedgerEntry | UnpaidActivity) -> Calculation:
@@ -455,12 +524,22 @@ def _timing(rule: EarningRule, program: Program, code: str, occurred_at: datetim
     return timing
 
 
-def _spend_budget(line: PromotionLine, awarded: int) -> None:
-    """Charge the promotion with what it awarded; a line the cap cut to nothing was not a use."""
+def _spend_budget(line: PromotionLine, awarded: int, reads: _ChunkReads | None = None) -> None:
+    """Charge the promotion with what it awarded; a line the cap cut to nothing was not a use.
+
+    With `reads`, the charge is kept with the chunk's usage and written when the chunk is.
+    """
     if awarded <= 0:
         return
-    PromotionUsage.objects.filter(promotion_id=line.promotion_id).update(
-        points_awarded=F("points_awarded") + awarded, uses=F("uses") + 1
+    if reads:
+        reads.spend(line.promotion_id, awarded)
+    else:
+        _charge_budget(line.promotion_id, awarded, 1)
+
+
+def _charge_budget(promotion_id: int, points: int, uses: int) -> None:
+    PromotionUsage.objects.filter(promotion_id=promotion_id).update(
+        points_awarded=F("points_awarded") + points, uses=F("uses") + uses
     )
 
 
@@ -728,6 +807,391 @@ def _take_back(
         program_id=member.program_id, member=member, entry=entry, points=shortfall, reference=flag_reference
     )
     return posting, available, shortfall
+
+
+# --- Posting many ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One event for `activities_post`: what `activity_post` takes per event."""
+
+    member: Member
+    code: str
+    reference: str
+    amount: Any = None
+    occurred_at: datetime | None = None
+
+
+def activities_post(
+    *, activities: list[Activity], source: str, actor: Actor, now: datetime | None = None
+) -> list[ActivityResult | ApplicationError]:
+    """Post many activities of one program, in order, exactly as `activity_post` one by one would.
+
+    Returns each activity's result, or the ApplicationError that refused it (a
+    refused activity writes nothing; the others land). The same calculation,
+    idempotency and ledger code run, but the writes of a run of plain earnings
+    are made set-based: the chunk's accounts are locked once (in id order), the
+    lookups are made once (`_ChunkReads`), entries, lots and unpaid records are
+    inserted in bulk and the balances updated in one statement; `activity_posted`
+    is sent for each activity, in order, once its points are written.
+
+    An activity whose posting does more than earn (a replay or a conflict, a
+    refusal, a possible tier upgrade, a challenge or streak that may complete, a
+    member a receiver of `activity_batch_members` wants one by one) is posted by
+    `activity_post` itself, after what came before it is written. Anything
+    unexpected while writing (a key taken meanwhile by another channel, a
+    receiver refusing) undoes the set-based work and posts every activity one by one.
+    """
+    if not activities:
+        return []
+    if len({activity.member.program_id for activity in activities}) == 1:
+        try:
+            with transaction.atomic():
+                return _Batch(activities, source=source, actor=actor, now=now).run()
+        except (IntegrityError, _OneByOne):
+            pass
+    return [_post_or_refusal(activity, source=source, actor=actor, now=now) for activity in activities]
+
+
+class _OneByOne(Exception):
+    """The chunk cannot be posted set-based after all; it is posted one activity at a time."""
+
+
+def _post_or_refusal(activity: Activity, *, source, actor, now) -> ActivityResult | ApplicationError:
+    try:
+        return activity_post(
+            member=activity.member,
+            code=activity.code,
+            reference=activity.reference,
+            amount=activity.amount,
+            occurred_at=activity.occurred_at,
+            source=source,
+            actor=actor,
+            now=now,
+        )
+    except ApplicationError as error:
+        return error
+
+
+class _ChunkReads:
+    """The lookups of `activity_calculate`, made once for a chunk of postings to one program and
+    kept up to date in memory as the chunk's postings are planned.
+
+    Rules per activity code; promotions per tier, running at some moment of the chunk's span
+    [first, last] (each activity then keeps those running at its own moment); promotion usage,
+    locked at first use; for capped rules, the earnings of the chunk's accounts in the
+    calendar months the chunk covers, so each cap window is summed in memory.
+    """
+
+    def __init__(self, program: Program, account_ids: list[int], first: datetime, last: datetime):
+        self.program = program
+        self.account_ids = account_ids
+        self.first, self.last = first, last
+        self._rules: dict[str, list[EarningRule]] = {}
+        self._promotions: dict[int | None, list[Promotion]] = {}
+        self._usage: dict[int, PromotionUsage] = {}
+        self._spent: dict[int, list[int]] = {}
+        self._earned: dict[int, dict[int, list[tuple[datetime, int]]]] = {}
+
+    def rule(self, code: str, at: datetime) -> EarningRule:
+        if code not in self._rules:
+            self._rules[code] = _rules_for(self.program.pk, code)
+        return _rule(self.program, code, at, self._rules[code])
+
+    def promotions(self, member: Member) -> list[Promotion]:
+        if member.tier_id not in self._promotions:
+            self._promotions[member.tier_id] = _running_promotions(
+                self.program.pk, member.tier_id, self.first, self.last
+            )
+        return self._promotions[member.tier_id]
+
+    def usage(self, promotion: Promotion) -> PromotionUsage:
+        if promotion.pk not in self._usage:
+            self._usage[promotion.pk] = _usage(promotion, lock=True)
+        return self._usage[promotion.pk]
+
+    def spend(self, promotion_id: int, points: int) -> None:
+        usage = self._usage[promotion_id]
+        usage.points_awarded += points
+        usage.uses += 1
+        spent = self._spent.setdefault(promotion_id, [0, 0])
+        spent[0] += points
+        spent[1] += 1
+
+    def forget_usage(self) -> None:
+        """Usage is read again (still locked) at next use: something else charged it."""
+        self._usage.clear()
+
+    def save_usage(self) -> None:
+        for promotion_id, (points, uses) in self._spent.items():
+            _charge_budget(promotion_id, points, uses)
+        self._spent.clear()
+
+    def earned_through(self, rule: EarningRule, member: Member, start: datetime, end: datetime) -> int:
+        """`_earned_through`, from memory: [start, end) lies within the months loaded."""
+        if rule.pk not in self._earned:
+            since = _local_day_and_month(self.program, self.first)[1][0]
+            until = _local_day_and_month(self.program, self.last)[1][1]
+            earned: dict[int, list[tuple[datetime, int]]] = {}
+            for account_id, at, points in LedgerEntry.objects.filter(
+                account_id__in=self.account_ids,
+                kind=Kind.EARN,
+                breakdown__rule_id=rule.pk,
+                occurred_at__gte=since,
+                occurred_at__lt=until,
+            ).values_list("account_id", "occurred_at", F("points") + F("pending_points")):
+                earned.setdefault(account_id, []).append((at, points))
+            self._earned[rule.pk] = earned
+        return sum(
+            points for at, points in self._earned[rule.pk].get(member.account.pk, ()) if start <= at < end
+        )
+
+    def earn(self, rule_id: int, account_id: int, at: datetime, points: int) -> None:
+        """A planned earning counts towards the caps of the activities after it."""
+        if rule_id in self._earned:
+            self._earned[rule_id].setdefault(account_id, []).append((at, points))
+
+
+@dataclass
+class _Planned:
+    index: int
+    activity: Activity
+    calculation: Calculation
+    amount: Decimal | None
+    occurred_at: datetime
+    credit: ledger.Credit | None = None
+    unpaid: UnpaidActivity | None = None
+
+
+class _Batch:
+    def __init__(self, activities: list[Activity], *, source: str, actor: Actor, now: datetime | None):
+        self.activities = activities
+        self.source, self.actor, self.now = source, actor, now
+        self.program = activities[0].member.program
+        self.members: dict[int, list[Member]] = {}
+        for activity in activities:
+            self.members.setdefault(activity.member.pk, [])
+            if all(member is not activity.member for member in self.members[activity.member.pk]):
+                self.members[activity.member.pk].append(activity.member)
+        moments = [activity.occurred_at for activity in activities if activity.occurred_at is not None]
+        self.first, self.last = (min(moments), max(moments)) if moments else (None, None)
+        self.planned: list[_Planned] = []
+        self.results: list[ActivityResult | ApplicationError | None] = [None] * len(activities)
+
+    def run(self) -> list[ActivityResult | ApplicationError]:
+        self._load()
+        for index, activity in enumerate(self.activities):
+            planned = self._plan(index, activity)
+            if planned is None:
+                self._write()
+                result = _post_or_refusal(activity, source=self.source, actor=self.actor, now=self.now)
+                self.results[index] = result
+                self._after_one(activity, result)
+            else:
+                self.planned.append(planned)
+        self._write()
+        return self.results
+
+    def _load(self) -> None:
+        """Lock the chunk's accounts and read, once, what the calculations of its activities need."""
+        account_ids = [members[0].account.pk for members in self.members.values()]
+        self.accounts = ledger.lock_accounts(account_ids)
+        # As activity_post does after its lock: status and tier read again, in their own statement.
+        for fresh in Member.objects.select_related("tier").only("status", "tier").filter(pk__in=self.members):
+            for member in self.members[fresh.pk]:
+                member.status, member.tier = fresh.status, fresh.tier
+        keys = [
+            _activity_key(activity.code, activity.reference.strip())
+            for activity in self.activities
+            if activity.reference and activity.reference.strip()
+        ]
+        self.earlier = _earlier_events(self.program.pk, keys)
+        self.keys: set[str] = set()
+        self.reads = _ChunkReads(self.program, account_ids, self.first, self.last)
+        self.tiers = list(Tier.objects.filter(program_id=self.program.pk))
+        self.qualifying: dict[int, int] | None = None
+        self.gained: dict[int, int] = {}
+        self.challenges = list(Challenge.objects.filter(program_id=self.program.pk, is_active=True))
+        self.streaks = list(Streak.objects.filter(program_id=self.program.pk, is_active=True))
+        members = [members[0] for members in self.members.values()]
+        self.one_by_one = set()
+        for _, answer in signals.activity_batch_members.send(sender=Activity, members=members):
+            self.one_by_one |= set(answer or ())
+
+    def _after_one(self, activity: Activity, result: ActivityResult | ApplicationError) -> None:
+        """Bring what was loaded up to date after `activity_post` posted one activity itself.
+
+        A refusal or a replay wrote nothing. A posting moved its own account (its earning
+        counts towards caps and tiers, its bonuses towards tiers) and perhaps promotion
+        budgets; if anything else moved (a receiver credited another account), everything
+        is loaded again.
+        """
+        member = activity.member
+        if activity.reference and activity.reference.strip():
+            self.keys.add(_activity_key(activity.code, activity.reference.strip()))
+        if isinstance(result, ApplicationError) or (result.posting is not None and result.posting.replayed):
+            return
+        for other in self.members[member.pk]:
+            other.status, other.tier = member.status, member.tier
+        own = member.account.pk
+        columns = ("balance", "pending", "lifetime_earned", "lifetime_redeemed", "lifetime_expired")
+        moved = False
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, {', '.join(columns)} FROM loyalty_pointsaccount "
+                f"WHERE id IN ({', '.join(['%s'] * len(self.accounts))})",
+                list(self.accounts),
+            )
+            for account_id, *totals in cursor.fetchall():
+                account = self.accounts[account_id]
+                if account_id != own and any(
+                    getattr(account, name) != value for name, value in zip(columns, totals, strict=True)
+                ):
+                    moved = True
+                for name, value in zip(columns, totals, strict=True):
+                    setattr(account, name, value)
+        if moved:
+            self._load()
+            return
+        self.reads.forget_usage()  # the posting may have charged budgets
+        if result.posting is not None:
+            entry = result.posting.entry
+            self.reads.earn(
+                entry.breakdown["rule_id"], own, entry.occurred_at, entry.points + entry.pending_points
+            )
+            if self.qualifying is not None:  # else it is read from the database, with these
+                gained = entry.points + entry.pending_points
+                gained += sum(bonus.entry.points + bonus.entry.pending_points for bonus in result.bonuses)
+                self.gained[own] = self.gained.get(own, 0) + gained
+
+    def _plan(self, index: int, activity: Activity) -> _Planned | None:
+        """The activity's writes when they are plain (an earning or an unpaid record); None when
+        `activity_post` must post it, for it may do more, or refuse it."""
+        member = activity.member
+        if member.pk in self.one_by_one or activity.occurred_at is None:
+            return None
+        try:
+            value, request, occurred_at, key = _activity_request(
+                member, activity.code, activity.reference, activity.amount, activity.occurred_at, self.now
+            )
+        except ApplicationError:
+            return None
+        account = self.accounts.get(member.account.pk)
+        if account is None or key in self.earlier or key in self.keys:
+            return None
+        try:
+            rule = self.reads.rule(activity.code, occurred_at)
+            calc = activity_calculate(
+                member=member,
+                code=activity.code,
+                amount=activity.amount,
+                occurred_at=occurred_at,
+                lock=True,
+                rule=rule,
+                reads=self.reads,
+            )
+        except ApplicationError:
+            return None
+        planned = _Planned(index, activity, calc, value, occurred_at)
+        reference = activity.reference.strip()
+        if calc.total <= 0:
+            planned.unpaid = _unpaid(
+                member, key, activity.code, reference, occurred_at, calc, request, self.now
+            )
+        else:
+            if self._bonus_may_be_due(activity.code, occurred_at) or self._tier_may_rise(
+                member, account, calc.total, occurred_at
+            ):
+                return None
+            planned.credit = ledger.Credit(
+                account_id=account.pk,
+                points=calc.total,
+                **_earn_fields(
+                    rule, member, calc, key, activity.reference, occurred_at, request, self.source
+                ),
+            )
+            for line, awarded in calc.promotion_awards():
+                if line.promotion_id in calc.budgeted:
+                    _spend_budget(line, awarded, self.reads)
+            self.reads.earn(rule.pk, account.pk, occurred_at, calc.total)
+            self.gained[account.pk] = self.gained.get(account.pk, 0) + calc.total
+        self.keys.add(key)
+        return planned
+
+    def _bonus_may_be_due(self, code: str, at: datetime) -> bool:
+        """A challenge or streak runs for the activity (as `_running_challenges_and_streaks` finds)."""
+        return any(
+            challenge.activity_code == code and challenge.starts_at <= at < challenge.ends_at
+            for challenge in self.challenges
+        ) or any(streak.activity_code == code for streak in self.streaks)
+
+    def _tier_may_rise(self, member: Member, account, points: int, at: datetime) -> bool:
+        """Whether `tiers.tier_upgrade_check` could upgrade the member after this earning.
+
+        An upper bound of the qualifying points: every earn and bonus of the account since the
+        window of the chunk's earliest activity opened, ignoring the reversals that would
+        lower it, plus what the chunk earned so far. Below every higher threshold, no upgrade.
+        """
+        rank = next((tier.rank for tier in self.tiers if tier.pk == member.tier_id), 0)
+        higher = [tier.threshold for tier in self.tiers if tier.rank > rank]
+        if not higher:
+            return False
+        if self.qualifying is None:
+            since = tiers.window_start(program=self.program, at=min(self.first, at))
+            self.qualifying = dict(
+                LedgerEntry.objects.filter(
+                    account_id__in=self.accounts, kind__in=[Kind.EARN, Kind.BONUS], occurred_at__gt=since
+                )
+                .order_by()
+                .values("account_id")
+                .annotate(total=Sum(F("points") + F("pending_points")))
+                .values_list("account_id", "total")
+            )
+            # From now on `gained` holds what the database does not: the planned, unwritten earnings.
+            self.gained = {}
+            for p in self.planned:
+                if p.credit is not None:
+                    self.gained[p.credit.account_id] = (
+                        self.gained.get(p.credit.account_id, 0) + p.credit.points
+                    )
+        bound = self.qualifying.get(account.pk, 0) + self.gained.get(account.pk, 0) + points
+        return bound >= min(higher)
+
+    def _write(self) -> None:
+        """Write what was planned, in order, then tell the receivers, activity by activity."""
+        if not self.planned:
+            return
+        planned, self.planned = self.planned, []
+        try:
+            credits = [p.credit for p in planned if p.credit is not None]
+            postings = iter(
+                ledger.credit_many(accounts=self.accounts, credits=credits, actor=self.actor, now=self.now)
+            )
+            UnpaidActivity.objects.bulk_create([p.unpaid for p in planned if p.unpaid is not None])
+            self.reads.save_usage()
+            run = signals.PostingRun()
+            for p in planned:
+                activity = p.activity
+                result = ActivityResult(
+                    calculation=p.calculation, posting=next(postings) if p.credit is not None else None
+                )
+                _announce(
+                    result,
+                    activity.member,
+                    activity.code,
+                    p.amount,
+                    p.occurred_at,
+                    activity.reference,
+                    self.source,
+                    self.actor,
+                    run,
+                )
+                self.results[p.index] = result
+            run.close()
+        except ApplicationError as error:
+            # activity_post would refuse that one activity alone: only one by one can.
+            raise _OneByOne from error
 
 
 # --- Returns ------------------------------------------------------------------

@@ -326,20 +326,57 @@ def _save_account(account: PointsAccount, now: datetime) -> None:
         )
 
 
-def _new_entry(*, account: PointsAccount, kind: str, points: int, pending_points: int = 0, now, **fields):
+def _save_accounts(accounts: list[PointsAccount], now: datetime) -> None:
+    """`_save_account` of many accounts in one statement."""
+    accounts = sorted(accounts, key=lambda account: account.pk)
+    for account in accounts:
+        account.updated_at = now
+    # VALUES columns are column1..6 on both PostgreSQL and SQLite.
+    values = ", ".join(["(" + ", ".join(["CAST(%s AS BIGINT)"] * 6) + ")"] * len(accounts))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE loyalty_pointsaccount SET balance = b.balance, pending = b.pending, "
+            "lifetime_earned = b.earned, lifetime_redeemed = b.redeemed, lifetime_expired = b.expired, "
+            "updated_at = %s FROM (SELECT column1 AS id, column2 AS balance, column3 AS pending, "
+            "column4 AS earned, column5 AS redeemed, column6 AS expired "
+            f"FROM (VALUES {values}) AS v) AS b WHERE loyalty_pointsaccount.id = b.id",
+            [
+                connection.ops.adapt_datetimefield_value(now),
+                *(
+                    value
+                    for account in accounts
+                    for value in (
+                        account.pk,
+                        account.balance,
+                        account.pending,
+                        account.lifetime_earned,
+                        account.lifetime_redeemed,
+                        account.lifetime_expired,
+                    )
+                ),
+            ],
+        )
+
+
+def _entry_values(*, account: PointsAccount, kind: str, points: int, pending_points: int = 0, now, **fields):
+    """The fields of a new entry on `account`, whose balance and pending it moves."""
     account.balance += points
     account.pending += pending_points
-    return _insert_entry(
-        program_id=account.program_id,
-        account=account,
-        kind=kind,
-        points=points,
-        pending_points=pending_points,
-        balance_after=account.balance,
-        pending_after=account.pending,
-        posted_at=now,
+    return {
+        "program_id": account.program_id,
+        "account": account,
+        "kind": kind,
+        "points": points,
+        "pending_points": pending_points,
+        "balance_after": account.balance,
+        "pending_after": account.pending,
+        "posted_at": now,
         **fields,
-    )
+    }
+
+
+def _new_entry(**values):
+    return _insert_entry(**_entry_values(**values))
 
 
 def _entry_fields(
@@ -457,6 +494,92 @@ def open_account(*, member) -> PointsAccount:
     return account
 
 
+@dataclass(frozen=True)
+class Credit:
+    """One credit of `credit_many`: the arguments of `credit`, less the actor and the clock."""
+
+    account_id: int
+    points: int
+    reason: str
+    idempotency_key: str
+    source: str
+    kind: str = Kind.EARN
+    occurred_at: datetime | None = None
+    reference: str = ""
+    expires_at: datetime | str | None = "policy"
+    available_from: datetime | None = None
+    breakdown: dict | None = None
+    subject: models.Model | None = None
+
+
+def _credit_checked(request: Credit) -> str:
+    """Refuse a credit that is not one; returns its fingerprint."""
+    if request.kind not in CREDIT_KINDS:
+        raise LedgerError(f"{request.kind!r} is not a credit kind.", field="kind")
+    if not isinstance(request.points, int) or request.points <= 0:
+        raise LedgerError("Points to credit must be a positive whole number.", field="points")
+    return _fingerprint(
+        op="credit",
+        account=request.account_id,
+        points=request.points,
+        kind=request.kind,
+        reason=request.reason,
+        reference=request.reference,
+        occurred_at=request.occurred_at,
+        subject=_subject_ref(request.subject),
+    )
+
+
+def _credit_rows(locked: PointsAccount, request: Credit, fingerprint: str, actor: Actor, now) -> tuple:
+    """The entry's and the lot's fields of one credit on the locked account, whose totals it moves.
+
+    Returns (entry fields, lot fields without the entry, the debt the new points settle first).
+    """
+    program = locked.program
+    points, kind = request.points, request.kind
+    earned_at = request.occurred_at or now
+    start = request.available_from
+    if start is None:
+        wait = program.pending_days if kind == Kind.EARN else 0
+        start = earned_at + timedelta(days=wait)
+    is_pending = start > now
+    expiry = expiry_for(program, earned_at) if request.expires_at == "policy" else request.expires_at
+    balance_before = locked.balance
+    entry = _entry_values(
+        account=locked,
+        kind=kind,
+        now=now,
+        points=0 if is_pending else points,
+        pending_points=points if is_pending else 0,
+        **_entry_fields(
+            actor=actor,
+            reason=request.reason,
+            key=request.idempotency_key,
+            fingerprint=fingerprint,
+            source=request.source,
+            occurred_at=request.occurred_at,
+            reference=request.reference,
+            breakdown=request.breakdown,
+            subject=request.subject,
+            now=now,
+        ),
+    )
+    lot = {
+        "account": locked,
+        "original": points,
+        "remaining": points,
+        "pending": is_pending,
+        "available_from": start,
+        "expires_at": expiry,
+    }
+    debt = 0
+    if not is_pending:
+        if kind != Kind.ADJUST:
+            locked.lifetime_earned += points
+        debt = max(-balance_before, 0)
+    return entry, lot, debt
+
+
 def credit(
     *,
     account: PointsAccount,
@@ -477,70 +600,62 @@ def credit(
     """Add points in a new lot. Earned points wait the program's pending days unless
     `available_from` says otherwise; they expire by the program's policy unless
     `expires_at` is given (None: never)."""
-    if kind not in CREDIT_KINDS:
-        raise LedgerError(f"{kind!r} is not a credit kind.", field="kind")
-    if not isinstance(points, int) or points <= 0:
-        raise LedgerError("Points to credit must be a positive whole number.", field="points")
-    fingerprint = _fingerprint(
-        op="credit",
-        account=account.pk,
+    request = Credit(
+        account_id=account.pk,
         points=points,
-        kind=kind,
         reason=reason,
-        reference=reference,
+        idempotency_key=idempotency_key,
+        source=source,
+        kind=kind,
         occurred_at=occurred_at,
-        subject=_subject_ref(subject),
+        reference=reference,
+        expires_at=expires_at,
+        available_from=available_from,
+        breakdown=breakdown,
+        subject=subject,
     )
+    fingerprint = _credit_checked(request)
 
     def post() -> Posting:
         now_ = now or timezone.now()
         locked = _lock(account.pk)
-        program = locked.program
-        earned_at = occurred_at or now_
-        start = available_from
-        if start is None:
-            wait = program.pending_days if kind == Kind.EARN else 0
-            start = earned_at + timedelta(days=wait)
-        is_pending = start > now_
-        expiry = expiry_for(program, earned_at) if expires_at == "policy" else expires_at
-        balance_before = locked.balance
-        entry = _new_entry(
-            account=locked,
-            kind=kind,
-            now=now_,
-            points=0 if is_pending else points,
-            pending_points=points if is_pending else 0,
-            **_entry_fields(
-                actor=actor,
-                reason=reason,
-                key=idempotency_key,
-                fingerprint=fingerprint,
-                source=source,
-                occurred_at=occurred_at,
-                reference=reference,
-                breakdown=breakdown,
-                subject=subject,
-                now=now_,
-            ),
-        )
-        lot = _insert_lot(
-            account=locked,
-            entry=entry,
-            original=points,
-            remaining=points,
-            pending=is_pending,
-            available_from=start,
-            expires_at=expiry,
-        )
-        if not is_pending:
-            if kind != Kind.ADJUST:
-                locked.lifetime_earned += points
-            if balance_before < 0:
-                _settle_debt(entry, [lot], -balance_before, now_)
+        entry_fields, lot_fields, debt = _credit_rows(locked, request, fingerprint, actor, now_)
+        entry = _insert_entry(**entry_fields)
+        lot = _insert_lot(entry=entry, **lot_fields)
+        if debt:
+            _settle_debt(entry, [lot], debt, now_)
         _save_account(locked, now_)
         return Posting(entry=entry)
 
     return _post_once(program_id=account.program_id, key=idempotency_key, fingerprint=fingerprint, post=post)
+
+
+def credit_many(
+    *, accounts: dict[int, PointsAccount], credits: list[Credit], actor: Actor, now: datetime | None = None
+) -> list[Posting]:
+    """`credit` for many credits at once, in order: a few statements, not a few per credit.
+
+    `accounts` are the credited accounts, locked by the caller (`lock_accounts`) in its
+    transaction; their totals are moved in memory and saved here. Each credit writes the
+    entry and lot `credit` would. The caller has made sure the keys are new (a key posted
+    before raises IntegrityError, to be handled by the caller: there is no replay here).
+    """
+    if not credits:
+        return []
+    now_ = now or timezone.now()
+    rows = [
+        _credit_rows(accounts[request.account_id], request, _credit_checked(request), actor, now_)
+        for request in credits
+    ]
+    entries = LedgerEntry.objects.bulk_create([LedgerEntry(**entry) for entry, _, _ in rows])
+    lots = PointLot.objects.bulk_create(
+        [PointLot(entry=entry, **lot) for entry, (_, lot, _) in zip(entries, rows, strict=True)]
+    )
+    for entry, lot, (_, _, debt) in zip(entries, lots, rows, strict=True):
+        if debt:
+            _settle_debt(entry, [lot], debt, now_)
+    _save_accounts([accounts[account_id] for account_id in {request.account_id for request in credits}], now_)
+    return [Posting(entry=entry) for entry in entries]
 
 
 def debit(

@@ -13,3 +13,6 @@ class ReferralsConfig(AppConfig):
         signals.activity_posted.connect(
             receivers.on_activity_posted, dispatch_uid="referrals-activity-posted"
         )
+        signals.activity_batch_members.connect(
+            receivers.on_activity_batch_members, dispatch_uid="referrals-activity-batch-members"
+        )

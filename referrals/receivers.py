@@ -35,11 +35,13 @@ def on_member_joined(sender, *, member, channel, referral_code, request_meta, **
         services.referral_attribute(referee=member, code=referral_code, channel=channel, request_meta=meta)
 
 
-def on_activity_posted(sender, *, member, code, amount, occurred_at, reference, **kwargs) -> None:
+def on_activity_posted(sender, *, member, code, amount, occurred_at, reference, run=None, **kwargs) -> None:
     """A purchase may qualify the member's pending referral. Never breaks the purchase itself:
     any failure here is logged and undone on its own savepoint, and the purchase stands."""
     if code != PURCHASE or amount is None:
         return
+    if run is not None:
+        return  # on_activity_batch_members found no pending referral for this member
     referral = Referral.objects.filter(referee=member, status=Referral.Status.PENDING).only("pk").first()
     if referral is None:
         return
@@ -50,3 +52,13 @@ def on_activity_posted(sender, *, member, code, amount, occurred_at, reference, 
             )
     except Exception:
         logger.exception("Referral %s: qualification failed; the purchase stands", referral.pk)
+
+
+def on_activity_batch_members(sender, *, members, **kwargs) -> set[int]:
+    """Members with a pending referral: their purchases may qualify it (and post its rewards),
+    so the chunk posts their activities one by one."""
+    return set(
+        Referral.objects.filter(referee__in=members, status=Referral.Status.PENDING).values_list(
+            "referee_id", flat=True
+        )
+    )

@@ -7,15 +7,17 @@ a purchase and a return need an amount, a return names the purchase it returns i
 
 Each row posts exactly as the API would (the same services, so the same rules,
 caps, promotions and idempotency by reference): a row reported by both the API
-and a file earns once. A refused row (unknown member, no such purchase, member
-suspended...) rolls back alone, inside the service's savepoint; the chunk's other rows land.
+and a file earns once. Purchases and activities go through
+`loyalty.earning.activities_post`, which gives each row what `activity_post`
+would and writes a chunk's plain earnings set-based. A refused row (unknown
+member, no such purchase, member suspended...) writes nothing; the chunk's other rows land.
 """
 
 from __future__ import annotations
 
 from django import forms
 
-from loyalty.earning import activity_post, purchase_return
+from loyalty.earning import Activity, activities_post, purchase_return
 from loyalty.errors import ApplicationError
 from loyalty.imports.engine import Importer, Row, RowError, RowForm, register
 from loyalty.models import PURCHASE, LedgerEntry, Member
@@ -24,6 +26,8 @@ RETURN = "return"
 
 
 class TransactionRowForm(RowForm):
+    rebindable = True
+
     membership_number = forms.CharField(max_length=20)
     type = forms.SlugField(max_length=40, help_text='"purchase", "return" or an activity code.')
     reference = forms.CharField(max_length=120)
@@ -62,7 +66,8 @@ class TransactionImporter(Importer):
                 program=self.program, membership_number__in=numbers
             ).select_related("program", "tier", "account")
         }
-        refused = []
+        refused: list[RowError] = []
+        run: list[tuple[Row, Activity]] = []  # consecutive activities, posted together
         for row in rows:
             data = row.data
             member = members.get(data["membership_number"])
@@ -70,32 +75,45 @@ class TransactionImporter(Importer):
                 refused.append(
                     RowError(row.line, "membership_number", "No such member in this program.", row.key)
                 )
-                continue
-            try:
-                # The services post inside their own atomic block (a savepoint here, in the
-                # chunk's transaction), so a refusal undoes this row only.
-                self._post(member, data)
-            except ApplicationError as error:
-                refused.append(RowError(row.line, error.field or "", error.message, row.key))
-        return refused
+            elif data["type"] == RETURN:
+                # A return may name a purchase of the run before it: that run is posted first.
+                refused += self._post_activities(run)
+                run = []
+                try:
+                    # The service posts inside its own atomic block (a savepoint here, in the
+                    # chunk's transaction), so a refusal undoes this row only.
+                    self._return(member, data)
+                except ApplicationError as error:
+                    refused.append(RowError(row.line, error.field or "", error.message, row.key))
+            else:
+                activity = Activity(
+                    member=member,
+                    code=data["type"],
+                    reference=data["reference"],
+                    amount=data["amount"],
+                    occurred_at=data["occurred_at"],
+                )
+                run.append((row, activity))
+        refused += self._post_activities(run)
+        return sorted(refused, key=lambda error: error.line)
 
-    def _post(self, member: Member, data) -> None:
-        if data["type"] == RETURN:
-            purchase_return(
-                member=member,
-                original_reference=data["original_reference"],
-                amount=data["amount"],
-                reference=data["reference"],
-                source=LedgerEntry.Source.IMPORT,
-                actor=self.actor,
-            )
-        else:
-            activity_post(
-                member=member,
-                code=data["type"],
-                reference=data["reference"],
-                amount=data["amount"],
-                occurred_at=data["occurred_at"],
-                source=LedgerEntry.Source.IMPORT,
-                actor=self.actor,
-            )
+    def _post_activities(self, run: list[tuple[Row, Activity]]) -> list[RowError]:
+        """Post the activities as `activity_post` would one by one (see `activities_post`)."""
+        results = activities_post(
+            activities=[activity for _, activity in run], source=LedgerEntry.Source.IMPORT, actor=self.actor
+        )
+        return [
+            RowError(row.line, result.field or "", result.message, row.key)
+            for (row, _), result in zip(run, results, strict=True)
+            if isinstance(result, ApplicationError)
+        ]
+
+    def _return(self, member: Member, data) -> None:
+        purchase_return(
+            member=member,
+            original_reference=data["original_reference"],
+            amount=data["amount"],
+            reference=data["reference"],
+            source=LedgerEntry.Source.IMPORT,
+            actor=self.actor,
+        )

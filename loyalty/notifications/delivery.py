@@ -17,6 +17,7 @@ backoff (1, 2, 4 ... minutes, MAX_ATTEMPTS tries) by the `send_webhooks` job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -74,8 +75,9 @@ def deliver(*, member, kind: str, context: dict, dedupe_key: str) -> None:
         log.exception("Could not deliver %s notification %s", kind, dedupe_key)
 
 
-def on_activity_posted(sender, *, member, result, reference, source, **kwargs) -> None:
-    """activity_posted receiver: a points_posted webhook once the posting commits."""
+def on_activity_posted(sender, *, member, result, reference, source, run=None, **kwargs) -> None:
+    """activity_posted receiver: a points_posted webhook once the posting commits (the
+    postings of a set-based run fan out together, once it commits)."""
     posting = result.posting
     if posting is None or posting.replayed:
         return
@@ -91,16 +93,20 @@ def on_activity_posted(sender, *, member, result, reference, source, **kwargs) -
         "entry_id": entry.pk,
     }
     program_id = member.program_id
+    event = (f"entry:{entry.pk}", data)
+    if run is not None:
+        run.defer((POINTS_POSTED, program_id), event, functools.partial(_points_posted_fanout, program_id))
+    else:
+        transaction.on_commit(functools.partial(_points_posted_fanout, program_id, [event]))
 
-    def fanout():
-        try:
-            webhook_fanout(
-                program_id=program_id, event=POINTS_POSTED, event_id=f"entry:{entry.pk}", data=data
-            )
-        except Exception:
-            log.exception("Could not queue points_posted webhooks for entry %s", entry.pk)
 
-    transaction.on_commit(fanout)
+def _points_posted_fanout(program_id: int, events: list[tuple[str, dict]]) -> None:
+    try:
+        webhook_fanout_many(program_id=program_id, event=POINTS_POSTED, events=events)
+    except Exception:
+        log.exception(
+            "Could not queue points_posted webhooks for %s", ", ".join(event_id for event_id, _ in events)
+        )
 
 
 def _jsonable(value):
@@ -258,6 +264,11 @@ def expiring_points_notify(*, now: datetime | None = None, program=None) -> int:
 
 def webhook_fanout(*, program_id: int, event: str, event_id: str, data: dict) -> list[int]:
     """A delivery per active endpoint of the program subscribed to `event`, once per event id."""
+    return webhook_fanout_many(program_id=program_id, event=event, events=[(event_id, data)])
+
+
+def webhook_fanout_many(*, program_id: int, event: str, events: list[tuple[str, dict]]) -> list[int]:
+    """`webhook_fanout` of several (event id, data) pairs of one event, in a constant number of queries."""
     endpoints = [
         endpoint
         for endpoint in WebhookEndpoint.objects.filter(program_id=program_id, is_active=True)
@@ -266,7 +277,6 @@ def webhook_fanout(*, program_id: int, event: str, event_id: str, data: dict) ->
     if not endpoints:
         return []
     now = timezone.now()
-    payload = {"event": event, "id": event_id, "created_at": now.isoformat(), "data": data}
     WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
@@ -274,16 +284,20 @@ def webhook_fanout(*, program_id: int, event: str, event_id: str, data: dict) ->
                 program_id=program_id,
                 event=event,
                 event_id=event_id,
-                payload=payload,
+                payload={"event": event, "id": event_id, "created_at": now.isoformat(), "data": data},
                 next_attempt_at=now,
             )
+            for event_id, data in events
             for endpoint in endpoints
         ],
         ignore_conflicts=True,
     )
     ids = list(
         WebhookDelivery.objects.filter(
-            endpoint__in=endpoints, event_id=event_id, status=WebhookDelivery.Status.PENDING, attempts=0
+            endpoint__in=endpoints,
+            event_id__in=[event_id for event_id, _ in events],
+            status=WebhookDelivery.Status.PENDING,
+            attempts=0,
         ).values_list("pk", flat=True)
     )
     # With a real broker a worker sends them now; without one (eager tasks) sending here would make
