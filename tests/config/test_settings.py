@@ -137,7 +137,7 @@ def test_local_settings_need_no_services_by_default():
     # The SQLite file lives in the git-ignored db/ folder, not next to the code.
     assert Path(values["DATABASES"]["default"]["NAME"]).parent == BASE_DIR / "db"
     assert values["CELERY_TASK_ALWAYS_EAGER"] is True
-    assert values["CELERY_BROKER_URL"] == "memory://"
+    assert values["CELERY_BROKER_URL"] == "memory://localhost/"
     assert values["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
     assert values["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 
