@@ -47,7 +47,7 @@ bench: install
 
 # A minute of mixed API traffic under gunicorn with a real Celery worker, then reconcile
 # (needs PostgreSQL and Redis; not part of `make test`).
-load: install
+load: install  # LOAD_ARGS="--seconds 60 --rate 25" (the defaults)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/loyalty_load} \
 	  REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/14} \
 	  $(BIN)/python -m loyalty.benchmarks.load $(LOAD_ARGS)

@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.wait(timeout=30)
         discrepancies = ledger.reconcile()
         vendor = connection.vendor
+        version = ".".join(map(str, connection.get_database_version()))
         connection.close()
 
     latencies = [latency * 1000 for _, _, latency in results]
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         started=started,
         load_before=load_before,
         vendor=vendor,
+        version=version,
         seconds=seconds,
         latencies=latencies,
         refused=refused,
@@ -261,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if errors or discrepancies else 0
 
 
-def _write_results(args, *, started, load_before, vendor, seconds, latencies, refused, errors, discrepancies):
+def _write_results(
+    args, *, started, load_before, vendor, version, seconds, latencies, refused, errors, discrepancies
+):
     """bench-results/load.json in the shape of the other benchmarks; the floor is the rate offered."""
     from loyalty.benchmarks.base import Measurement, machine_info
 
@@ -281,7 +285,7 @@ def _write_results(args, *, started, load_before, vendor, seconds, latencies, re
     results = {
         "benchmark": "load",
         "scale": f"{args.seconds:g}s",
-        "database": {"vendor": vendor},
+        "database": {"vendor": vendor, "version": version},
         "machine": machine_info(load_before),
         "started_at": started,
         "operations": [measurement.as_dict()],

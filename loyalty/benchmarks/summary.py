@@ -45,8 +45,11 @@ def markdown(results: list[dict]) -> str:
         database = result.get("database", {})
         load = (result.get("machine", {}).get("load_average") or {}).get("before")
         for op in result["operations"]:
+            name = op["operation"]
+            if "p50_ms" in op:  # the load run: its latencies matter as much as its rate
+                name += f", p50 {op['p50_ms']} ms, p99 {op['p99_ms']} ms, {op['errors']} errors"
             lines.append(
-                f"| {result['benchmark']} ({result.get('scale', '')}) | {op['operation']} | {op['count']:,} "
+                f"| {result['benchmark']} ({result.get('scale', '')}) | {name} | {op['count']:,} "
                 f"| {_cell(op.get('per_second'))} | {_cell(op.get('floor_per_second'))} "
                 f"| {_cell(op.get('ratio'), 2)} | {result.get('started_at', '')[:16]} "
                 f"| {database.get('vendor', '')} {database.get('version', '')} | {_cell(load, 2)} |"

@@ -5,10 +5,12 @@ import json
 import os
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -42,3 +44,7 @@ def test_a_short_load_run_has_no_errors_and_reconciles_clean(tmp_path):
     assert operation["errors"] == 0
     assert operation["discrepancies"] == 0
     assert data["targets"][0]["met"] is True
+    # make bench's summary shows the run with its latencies.
+    out = StringIO()
+    call_command("benchmark", "summary", "--json", str(tmp_path), stdout=out)
+    assert f"p50 {operation['p50_ms']} ms, p99 {operation['p99_ms']} ms, 0 errors | 30 |" in out.getvalue()
