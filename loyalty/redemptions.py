@@ -333,17 +333,30 @@ def redemption_cancel(
     actor: Actor,
     reason: str,
     channel: str = Source.AGENT,
+    only_from: str | None = None,
     now: datetime | None = None,
 ) -> RedemptionResult:
-    """Withdraw a redemption (the member changed their mind): points and stock are restored."""
-    return _close(redemption, to=Status.CANCELLED, actor=actor, reason=reason, channel=channel, now=now)
+    """Withdraw a redemption (the member changed their mind): points and stock are restored.
+
+    `only_from` limits it to one current status, checked under the row lock (the portal
+    cancels only what no agent has approved, even one approved a moment ago).
+    """
+    return _close(
+        redemption,
+        to=Status.CANCELLED,
+        actor=actor,
+        reason=reason,
+        channel=channel,
+        now=now,
+        only_from=only_from,
+    )
 
 
 # --- Transitions -----------------------------------------------------------
 
 
 def _close(
-    redemption: Redemption, *, to: str, actor: Actor, reason: str, channel: str, now
+    redemption: Redemption, *, to: str, actor: Actor, reason: str, channel: str, now, only_from=None
 ) -> RedemptionResult:
     reason = (reason or "").strip()
     if not reason:
@@ -373,7 +386,9 @@ def _close(
 
     # The ledger's lock order: the member's account before anything else.
     account_id = LedgerEntry.objects.values_list("account_id", flat=True).get(pk=redemption.debit_entry_id)
-    return _move(redemption, to=to, actor=actor, now=now, apply=refund, lock_account=account_id)
+    return _move(
+        redemption, to=to, actor=actor, now=now, apply=refund, lock_account=account_id, only_from=only_from
+    )
 
 
 def _move(
@@ -384,6 +399,7 @@ def _move(
     now: datetime | None,
     apply: Callable[[Redemption, datetime], list[str]] | None = None,
     lock_account: int | None = None,
+    only_from: str | None = None,
 ) -> RedemptionResult:
     """Change the status under the redemption's row lock; the same move made twice acts once."""
     now = now or timezone.now()
@@ -397,7 +413,7 @@ def _move(
         )
         if locked.status == to:
             return RedemptionResult(redemption=locked, replayed=True)
-        if to not in TRANSITIONS.get(locked.status, ()):
+        if to not in TRANSITIONS.get(locked.status, ()) or only_from not in (None, locked.status):
             if locked.status == Status.REQUESTED and to == Status.FULFILLED:
                 message = "This redemption must be approved before it is fulfilled."
             else:

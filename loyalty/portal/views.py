@@ -353,6 +353,7 @@ def redemption_cancel(request, pk):
             actor=Actor.of_user(request.user),
             reason=MEMBER_CANCEL_REASON,
             channel=LedgerEntry.Source.PORTAL,
+            only_from=Redemption.Status.REQUESTED,
         )
     except ApplicationError as error:  # approved by an agent a moment ago, say
         messages.error(request, error.message)

@@ -241,6 +241,24 @@ def test_an_approved_redemption_cannot_be_cancelled_from_the_portal(login, funde
     assert approved.status == Redemption.Status.APPROVED and balance(funded) == before
 
 
+def test_an_approval_landing_between_the_page_and_the_cancel_wins(login, funded, monkeypatch):
+    from loyalty.portal import views
+
+    redemption = redeem(funded, reward(funded.program, cost=100), key="one")
+    seen = Redemption.objects.get(pk=redemption.pk)  # what the member's request read: requested
+    redemptions.redemption_approve(redemption=redemption, actor=JOB)  # an agent, a moment later
+    monkeypatch.setattr(views.portal_selectors, "member_redemption", lambda **kwargs: seen)
+    before = balance(funded)
+
+    page = login(funded.user).post(
+        reverse("portal:redemption_cancel", kwargs={"pk": redemption.pk}), follow=True
+    )
+
+    assert "it can no longer be cancelled" in page.content.decode()
+    redemption.refresh_from_db()
+    assert redemption.status == Redemption.Status.APPROVED and balance(funded) == before
+
+
 def test_the_redemptions_csv_has_one_row_each_with_the_voucher(login, funded):
     prize = reward(funded.program, cost=100)
     done = redeem(funded, prize, key="one")
