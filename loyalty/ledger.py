@@ -25,12 +25,14 @@ import calendar
 import functools
 import hashlib
 import json
+import queue
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -1021,15 +1023,26 @@ _ACTIVATE = _BatchJob(
 # PORTABLE_BATCH_SIZE). Each batch is one transaction holding its accounts' locks for a
 # fraction of a second; fewer, bigger batches spend less on commits and round trips.
 EXPIRY_BATCH_SIZE = 20_000
+# Connections the expiry job and command use by default (`expire_due_lots` itself uses one
+# unless told otherwise). Nearly all of a batch is PostgreSQL writing lots, entries and
+# their indexes on one CPU; batches of other accounts can be written at the same time, and
+# two at once made a million lots expire in about 0.6 of the time on two CPUs.
+EXPIRY_WORKERS = 2
 # The largest batch (in lots read) of the portable `_run_batch`, and activation's default.
 PORTABLE_BATCH_SIZE = 2000
 
 
 def expire_due_lots(
-    *, now: datetime | None = None, batch_size: int = EXPIRY_BATCH_SIZE, progress=None
+    *, now: datetime | None = None, batch_size: int = EXPIRY_BATCH_SIZE, workers: int = 1, progress=None
 ) -> JobReport:
-    """Expire every live lot whose expiry moment has passed, one entry per account."""
-    return _run_batches(_EXPIRE, now=now or timezone.now(), batch_size=batch_size, progress=progress)
+    """Expire every live lot whose expiry moment has passed, one entry per account.
+
+    `workers` > 1 runs that many batches at once, each on a connection of its own, on
+    PostgreSQL and when the job owns its transactions (elsewhere it runs them one by one).
+    """
+    return _run_batches(
+        _EXPIRE, now=now or timezone.now(), batch_size=batch_size, progress=progress, workers=workers
+    )
 
 
 def activate_pending_lots(
@@ -1042,14 +1055,26 @@ def activate_pending_lots(
     return _run_batches(_ACTIVATE, now=now or timezone.now(), batch_size=batch_size, progress=progress)
 
 
-def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) -> JobReport:
+def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress, workers: int = 1) -> JobReport:
     """Batched by account, each batch one transaction of a few statements, never a query per lot.
 
     Safe to run twice at once (the second waits for the account locks, then
     re-reads and finds nothing due) and after a crash (a batch commits whole or
-    not at all, and a rerun picks up what is still due).
+    not at all, and a rerun picks up what is still due). With several workers the
+    batches, of disjoint accounts, commit in any order; each is still whole or absent.
     """
     report = JobReport()
+    lock = threading.Lock()
+
+    def record(created: list, lots: int) -> None:
+        with lock:
+            report.accounts += len(created)
+            report.lots += lots
+            report.points += sum(points for _, _, points in created)
+            report.entries.extend(entry_id for entry_id, _, _ in created)
+            if progress:
+                progress(len(created))
+
     # Raw SQL must get a moment the way the ORM stores it: on SQLite that is a naive
     # UTC string, and a raw aware datetime would be compared (and stored) as text
     # with its offset, so a Paris-time `now` an hour off. PostgreSQL is unaffected.
@@ -1058,6 +1083,25 @@ def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) ->
         # The portable batch sends each account id, and three values per entry, as statement
         # parameters: SQLite takes at most 32,766 of them, PostgreSQL 65,535.
         batch_size = min(batch_size, PORTABLE_BATCH_SIZE)
+    batches = _due_batches(job, due_params, batch_size)
+    # Other connections cannot see a caller's uncommitted transaction, and SQLite writes
+    # one transaction at a time anyway.
+    if workers > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        _run_in_parallel(
+            batches, lambda ids: record(*_batch_transaction(job, ids, due_params, now)), workers=workers
+        )
+    else:
+        for ids in batches:
+            record(*_batch_transaction(job, ids, due_params, now))
+    return report
+
+
+def _due_batches(job: _BatchJob, due_params: list, batch_size: int):
+    """The account ids of each batch: the next accounts with due lots, `batch_size` lots at a time.
+
+    Each batch starts after the last account of the one before, whether or not that one has
+    committed yet, so batches never share an account.
+    """
     after = 0
     while True:
         with connection.cursor() as cursor:
@@ -1068,23 +1112,70 @@ def _run_batches(job: _BatchJob, *, now: datetime, batch_size: int, progress) ->
             )
             ids = sorted({row[0] for row in cursor.fetchall()})
         if not ids:
-            return report
+            return
         after = ids[-1]
-        outermost = not connection.in_atomic_block
-        with transaction.atomic():
-            if outermost and connection.vendor == "postgresql":
-                # The job is re-runnable: a commit lost in a crash is redone by the next
-                # run, so the batch need not wait for its WAL flush. Only for a transaction
-                # of our own: a caller's transaction keeps its durability.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit = off")
-            created, lots = _run_batch(job, ids, due_params, now)
-        report.accounts += len(created)
-        report.lots += lots
-        report.points += sum(points for _, _, points in created)
-        report.entries.extend(entry_id for entry_id, _, _ in created)
-        if progress:
-            progress(len(created))
+        yield ids
+
+
+def _batch_transaction(job: _BatchJob, ids: list[int], due_params: list, now) -> tuple[list, int]:
+    """One batch in a transaction of its own, or in the caller's (as a savepoint)."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            # The job is re-runnable: a commit lost in a crash is redone by the next
+            # run, so the batch need not wait for its WAL flush. Only for a transaction
+            # of our own: a caller's transaction keeps its durability.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+        return _run_batch(job, ids, due_params, now)
+
+
+def _run_in_parallel(items, work, *, workers: int) -> None:
+    """`work(item)` for every item, on `workers` threads each with a connection of its own.
+
+    The items are produced on the calling thread (with its connection). The first error
+    stops the run: no new item is started, the running ones finish, and it is raised here.
+    """
+    # The calling thread's connection itself: `connection` is a proxy that each thread
+    # resolves to a connection of its own.
+    main = connections[DEFAULT_DB_ALIAS]
+    alias = main.alias
+    queue_: queue.Queue = queue.Queue(maxsize=workers)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        # A copy of the caller's connection, not a new one from the settings: a benchmark
+        # or test may have pointed the alias at another database. The caller's execute
+        # wrappers (statement counters, say) see the workers' statements too.
+        own = main.copy()
+        own.execute_wrappers = list(main.execute_wrappers)
+        connections[alias] = own
+        try:
+            while (item := queue_.get()) is not None:
+                if failures:
+                    continue
+                try:
+                    work(item)
+                except BaseException as error:  # re-raised on the calling thread
+                    failures.append(error)
+        finally:
+            connections[alias].close()
+
+    threads = [threading.Thread(target=worker, name=f"ledger-worker-{n}") for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for item in items:
+            if failures:
+                break
+            queue_.put(item)
+    finally:
+        for _ in threads:
+            queue_.put(None)
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _one_statement_batches(job: _BatchJob) -> bool:

@@ -12,7 +12,7 @@ def _summary(report: ledger.JobReport) -> dict:
 
 @shared_task(name="loyalty.tasks.expire_points")
 def expire_points() -> dict:
-    return _summary(ledger.expire_due_lots())
+    return _summary(ledger.expire_due_lots(workers=ledger.EXPIRY_WORKERS))
 
 
 @shared_task(name="loyalty.tasks.activate_pending_points")

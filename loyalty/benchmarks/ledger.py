@@ -14,8 +14,9 @@ its ratio and in its statement count.
 - debit: `ledger.debit` on accounts each holding 100 lots, every debit spanning
   two lots. Floor: the same as credit, plus the running-sum query for the lots
   needed, the UPDATE of those lots and the INSERT of the allocations.
-- expire: `ledger.expire_due_lots` over N due lots (about 10 per account).
-  Floor: the job's set-based batches executed raw.
+- expire: `ledger.expire_due_lots` over N due lots (about 10 per account), on the
+  job's default number of connections (`ledger.EXPIRY_WORKERS` on PostgreSQL).
+  Floor: the job's set-based batches executed raw, on as many connections.
 - reconcile: `ledger.reconcile` over every entry the run made. Floor: the very
   statements it issued, replayed raw.
 
@@ -29,6 +30,7 @@ ends by checking that it is.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ POINTS_PER_LOT = 100
 DEBIT_POINTS = 150  # one and a half lots: every debit takes what is left of one lot and part of the next
 EXPIRY_LOTS_PER_ACCOUNT = 10
 EXPIRY_BATCH_SIZE = ledger.EXPIRY_BATCH_SIZE  # the job's default
+EXPIRY_WORKERS = ledger.EXPIRY_WORKERS  # the job's default connections, and the floor's
 ROUNDS = 10
 # The floor does not hash the request; the ledger stores a SHA-256 hex digest.
 FINGERPRINT = "f" * 64
@@ -104,7 +107,8 @@ def _chunks(count: int, rounds: int) -> list[range]:
 
 class _Counter:
     """An execute wrapper that counts and times the statements our code sends, by their first
-    three words, and keeps the first few."""
+    three words, and keeps the first few. Several connections (the expiry job's workers) may
+    share one."""
 
     def __init__(self, keep: int = 8):
         self.statements = 0
@@ -112,23 +116,33 @@ class _Counter:
         self.keep = keep
         self.sql: list[str] = []
         self.seconds: dict[str, float] = {}
+        self.lock = threading.Lock()
 
     def __call__(self, execute, sql, params, many, context):
-        # SQLite's BEGIN IMMEDIATE goes through a cursor; transaction control is not counted.
-        self.statements += _statements([sql])
-        if len(self.sql) < self.keep:
-            self.sql.append(sql)
         began = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            kind = " ".join(sql.split()[:3])
-            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - began
+            self.add(sql, time.perf_counter() - began)
 
-    def breakdown(self, total: float) -> dict[str, float]:
-        """Seconds per kind of statement; the rest is commits (with their deferred checks) and Python."""
+    def add(self, sql: str, seconds: float = 0.0, lots: int = 0) -> None:
+        """One statement sent (none when `sql` is empty), and the lots it expired."""
+        kind = " ".join(sql.split()[:3])
+        with self.lock:
+            self.lots += lots
+            if not sql:
+                return
+            # SQLite's BEGIN IMMEDIATE goes through a cursor; transaction control is not counted.
+            self.statements += _statements([sql])
+            if len(self.sql) < self.keep:
+                self.sql.append(sql)
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + seconds
+
+    def breakdown(self, total: float, connections: int = 1) -> dict[str, float]:
+        """Seconds per kind of statement, summed over `connections` working for `total` seconds
+        each; the rest is commits (with their deferred checks), Python and waiting."""
         out = {kind: round(seconds, 3) for kind, seconds in self.seconds.items()}
-        out["commits and Python"] = round(total - sum(self.seconds.values()), 3)
+        out["commits and Python"] = round(total * connections - sum(self.seconds.values()), 3)
         return out
 
 
@@ -577,7 +591,7 @@ class _LedgerBenchmark:
         counter = _Counter()
         began = time.perf_counter()
         with connection.execute_wrapper(counter):
-            result = ledger.expire_due_lots(now=our_now, batch_size=EXPIRY_BATCH_SIZE)
+            result = ledger.expire_due_lots(now=our_now, batch_size=EXPIRY_BATCH_SIZE, workers=self.workers)
         seconds = time.perf_counter() - began
         self.log(f"expire: {result.lots:,} lots in {seconds:.2f} s")
         self.report.sql["expire"] = counter.sql
@@ -598,14 +612,23 @@ class _LedgerBenchmark:
             notes={
                 "accounts": result.accounts,
                 "batch_size": EXPIRY_BATCH_SIZE,
-                "seconds_by_statement": counter.breakdown(seconds),
+                "workers": self.workers,
+                "seconds_by_statement": counter.breakdown(seconds, self.workers),
             },
         )
+
+    @property
+    def workers(self) -> int:
+        """Connections expiry runs on, ours and the floor's alike: the job's default on PostgreSQL;
+        elsewhere the job runs its batches one by one."""
+        return EXPIRY_WORKERS if self.raw.postgres else 1
 
     def _floor_expire(self, now: datetime, counter: _Counter) -> None:
         """`ledger.expire_due_lots` as raw statements: batches of accounts with due lots, each one
         transaction that locks them, inserts one expiry entry per account and updates lots and
-        accounts from the entries it got back."""
+        accounts from the entries it got back. On PostgreSQL the batches run on as many
+        connections at once as the job's (with the job's thread pool, each connection's raw
+        driver cursor sending the statements)."""
         raw = self.raw
         at = raw.when(now)
         due = "l.pending = %s AND l.remaining > 0 AND l.expires_at IS NOT NULL AND l.expires_at <= %s"
@@ -618,18 +641,36 @@ class _LedgerBenchmark:
         )
         begin = self.begin_sql
         cursor = raw.driver_cursor()
-        after = 0
-        while True:
-            cursor.execute(scan_sql, (False, at, after, EXPIRY_BATCH_SIZE))
-            ids = sorted({row[0] for row in cursor.fetchall()})
-            counter.statements += 1
-            if not ids:
-                break
-            after = ids[-1]
-            if raw.postgres:
-                counter.lots += self._floor_expire_batch_postgres(cursor, ids, at)
-                counter.statements += 3
-                continue
+
+        def batches():
+            after = 0
+            while True:
+                cursor.execute(scan_sql, (False, at, after, EXPIRY_BATCH_SIZE))
+                ids = sorted({row[0] for row in cursor.fetchall()})
+                counter.add(scan_sql)
+                if not ids:
+                    return
+                after = ids[-1]
+                yield ids
+
+        if raw.postgres:
+
+            def run_batch(ids: list[int]) -> None:
+                # `raw` reads the connection of the thread it runs on: the worker's own.
+                with raw.driver_cursor() as own:
+                    lots = self._floor_expire_batch_postgres(own, ids, at)
+                for sql in ("SET LOCAL", "SELECT id, balance", "WITH due AS"):
+                    counter.add(sql)
+                counter.add("", lots=lots)
+
+            if self.workers > 1:
+                ledger._run_in_parallel(batches(), run_batch, workers=self.workers)
+            else:
+                for ids in batches():
+                    run_batch(ids)
+            cursor.close()
+            return
+        for ids in batches():
             marks = ", ".join(["%s"] * len(ids))
             cursor.execute(begin)
             cursor.execute(

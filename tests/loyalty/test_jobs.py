@@ -46,6 +46,20 @@ def test_expire_points_expires_once_however_often_it_runs(old_points):
     assert (expiry.actor_label, expiry.reason) == ("job:expire_points", "Points reached their expiry date")
 
 
+def test_expire_points_runs_on_the_default_workers_unless_told(old_points, monkeypatch):
+    asked, real = [], ledger.expire_due_lots
+
+    def expire(**kwargs):
+        asked.append(kwargs["workers"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(ledger, "expire_due_lots", expire)
+    assert "Expired 100 points in 1 lots of 1 accounts" in run("expire_points")
+    assert "Expired 0 points" in run("expire_points", "--workers", "3")
+    assert tasks.expire_points.delay().get() == {"accounts": 0, "lots": 0, "points": 0}
+    assert asked == [ledger.EXPIRY_WORKERS, 3, ledger.EXPIRY_WORKERS]
+
+
 def test_expire_points_honours_now(old_points):
     assert "Expired 0 points" in run("expire_points", "--now", "2020-01-01T00:00:00+00:00")
     assert PointLot.objects.get(account=old_points).remaining == 100

@@ -480,3 +480,79 @@ def test_an_expiry_run_that_dies_midway_and_is_rerun_expires_each_lot_once(due_l
     assert rerun.accounts == len(due_lots) - half_done
     assert (again.accounts, again.lots) == (0, 0)
     _check_expired_once(due_lots)
+
+
+# --- (f) One run on several connections ------------------------------------------------------
+
+
+def test_a_run_on_several_workers_runs_batches_at_once_and_expires_each_lot_once(due_lots):
+    real_batch = ledger._run_batch
+    # The first two batches wait for each other: they can only meet if two connections
+    # hold a batch transaction at the same moment.
+    both_open = threading.Barrier(2, timeout=30)
+    backends, lock = [], threading.Lock()
+
+    def batch_meeting_another(*args, **kwargs):
+        with lock:
+            backends.append(connection.connection.info.backend_pid)
+            first_two = len(backends) <= 2
+        if first_two:
+            both_open.wait()
+        return real_batch(*args, **kwargs)
+
+    with mock.patch.object(ledger, "_run_batch", batch_meeting_another):
+        report = ledger.expire_due_lots(now=T0 + days(5), batch_size=4, workers=3)
+
+    assert len(backends) > 2
+    assert 1 < len(set(backends)) <= 3
+    assert connection.connection.info.backend_pid not in backends  # the caller only scans
+    assert report.accounts == len(report.entries) == len(set(report.entries)) == len(due_lots)
+    assert report.lots == PointLot.objects.filter(expiry_entry__isnull=False).count()
+    assert -report.points == sum(due_lots.values())
+    _check_expired_once(due_lots)
+
+
+def test_runs_on_several_workers_at_once_expire_each_lot_exactly_once(due_lots):
+    results = run_together(
+        [
+            lambda size=size, n=workers: ledger.expire_due_lots(now=T0 + days(5), batch_size=size, workers=n)
+            for size, workers in ((3, 2), (5, 3), (2, 2))
+        ]
+    )
+
+    reports = [value for outcome, value in results if outcome == "ok"]
+    assert len(reports) == 3, results
+    all_entries = [entry for report in reports for entry in report.entries]
+    assert len(all_entries) == len(set(all_entries)) == len(due_lots)
+    assert -sum(report.points for report in reports) == sum(due_lots.values())
+    _check_expired_once(due_lots)
+
+
+def test_a_worker_that_fails_stops_the_run_and_a_rerun_expires_each_lot_once(due_lots):
+    real_batch = ledger._run_batch
+    calls, lock = Counter(), threading.Lock()
+
+    def dies_in_the_third_batch(*args, **kwargs):
+        result = real_batch(*args, **kwargs)  # the batch's writes are done, not committed
+        with lock:
+            calls["batches"] += 1
+            third = calls["batches"] == 3
+        if third:
+            raise RuntimeError("worker killed")
+        return result
+
+    with mock.patch.object(ledger, "_run_batch", dies_in_the_third_batch), pytest.raises(RuntimeError):
+        ledger.expire_due_lots(now=T0 + days(5), batch_size=4, workers=2)
+
+    # The failure is raised to the caller, the run stops short, and every batch committed
+    # whole or not at all.
+    half_done = LedgerEntry.objects.filter(kind=Kind.EXPIRE).count()
+    assert 0 < half_done < len(due_lots)
+    assert_ledger_consistent()
+
+    rerun = ledger.expire_due_lots(now=T0 + days(5), batch_size=4, workers=2)
+    again = ledger.expire_due_lots(now=T0 + days(5), batch_size=4, workers=2)
+
+    assert rerun.accounts == len(due_lots) - half_done
+    assert (again.accounts, again.lots) == (0, 0)
+    _check_expired_once(due_lots)

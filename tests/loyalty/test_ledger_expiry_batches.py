@@ -154,3 +154,18 @@ def test_only_the_one_statement_expiry_takes_batches_bigger_than_the_portable_li
     assert expire_sizes == ([5] if connection.vendor == "postgresql" else [2, 2, 1])
     assert sizes == [2, 2, 1]
     assert_ledger_consistent()
+
+
+@pytest.mark.django_db
+def test_workers_run_one_batch_at_a_time_inside_a_callers_transaction(program_a):
+    # Other connections cannot see the caller's uncommitted lots: the job must use the
+    # caller's own connection, or it would expire nothing.
+    accounts = _accounts(program_a, 3)
+    for account in accounts:
+        earn(account, 30, expires_at=T0 + days(1))
+
+    report = ledger.expire_due_lots(now=T0 + days(2), batch_size=1, workers=4)
+
+    assert (report.accounts, report.lots, report.points) == (3, 3, -90)
+    assert not PointLot.objects.filter(remaining__gt=0).exists()
+    assert_ledger_consistent()

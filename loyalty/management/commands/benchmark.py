@@ -42,9 +42,10 @@ Operations:
   debit      ledger.debit on accounts holding 100 lots each, every debit taking
              from two lots. Floor: as credit, plus the running-sum query for the
              lots needed, the UPDATE of those lots and the INSERT of allocations.
-  expire     ledger.expire_due_lots over N due lots (about 10 per account).
-             Floor: the job's set-based batches as raw statements. The JSON has
-             the seconds spent in each kind of statement.
+  expire     ledger.expire_due_lots over N due lots (about 10 per account), on
+             the job's default number of connections (ledger.EXPIRY_WORKERS on
+             PostgreSQL). Floor: the job's set-based batches as raw statements,
+             on as many. The JSON has the seconds spent in each kind of statement.
   reconcile  ledger.reconcile over every entry the run made. Floor: the same
              statements replayed raw. The run fails if reconcile is not clean.
 

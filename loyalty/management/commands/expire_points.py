@@ -17,12 +17,29 @@ class Command(JobCommand):
             help=f"Lots read per batch (default {ledger.EXPIRY_BATCH_SIZE}; "
             f"at most {ledger.PORTABLE_BATCH_SIZE} on databases other than PostgreSQL).",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=ledger.EXPIRY_WORKERS,
+            help=f"Batches run at once, each on a connection of its own (default {ledger.EXPIRY_WORKERS}; "
+            "PostgreSQL only, elsewhere one at a time).",
+        )
 
-    def handle(self, *args, now=None, batch_size=ledger.EXPIRY_BATCH_SIZE, verbosity=1, **options):
+    def handle(
+        self,
+        *args,
+        now=None,
+        batch_size=ledger.EXPIRY_BATCH_SIZE,
+        workers=ledger.EXPIRY_WORKERS,
+        verbosity=1,
+        **options,
+    ):
         self.verbosity = verbosity
         moment = parse_now(now)
         with progress_bar(self, total=accounts_due(job="expire", now=moment), unit="account") as bar:
-            report = ledger.expire_due_lots(now=moment, batch_size=max(batch_size, 1), progress=bar.update)
+            report = ledger.expire_due_lots(
+                now=moment, batch_size=max(batch_size, 1), workers=max(workers, 1), progress=bar.update
+            )
         self.stdout.write(
             f"Expired {-report.points} points in {report.lots} lots of {report.accounts} accounts."
         )
