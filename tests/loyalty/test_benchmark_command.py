@@ -99,6 +99,27 @@ def test_it_measures_every_operation_against_its_floor_and_leaves_the_real_data_
     assert f"{results['machine']['cpus']} CPUs" in table
 
 
+def test_it_measures_only_the_operations_asked_for_on_the_jobs_workers(db, tmp_path):
+    path = tmp_path / "ledger.json"
+
+    out, _ = _run("ledger", "--scale", "small", "--lots", "300", "--only", "expire", "--json", str(path))
+
+    results = json.loads(path.read_text())
+    [expire] = results["operations"]
+    assert (expire["operation"], expire["count"]) == ("expire", 300)
+    # Ours and the floor on the same connections: the job's default on PostgreSQL.
+    assert expire["workers"] == (ledger.EXPIRY_WORKERS if connection.vendor == "postgresql" else 1)
+    assert expire["statements"]["ours"] == expire["statements"]["floor"]
+    assert [t["operation"] for t in results["targets"]] == ["expire"]
+    assert results["problems"] == []
+    assert "credit" not in out
+
+
+def test_only_applies_to_the_ledger_benchmark(db):
+    with pytest.raises(CommandError, match="--only applies to the ledger benchmark"):
+        _run("api", "--only", "expire")
+
+
 def test_the_summary_refuses_an_empty_folder_and_a_file_that_is_not_a_result(db, tmp_path):
     with pytest.raises(CommandError, match=r"No benchmark results in .*make bench"):
         _run("summary", "--json", str(tmp_path))

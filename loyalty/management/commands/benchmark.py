@@ -118,6 +118,14 @@ class Command(BaseCommand):
             "--lots", type=positive_int, help="Number of lots to expire (overrides the scale)."
         )
         parser.add_argument(
+            "--only",
+            action="append",
+            choices=ledger_benchmark.OPERATIONS,
+            metavar="OPERATION",
+            help="ledger only: measure just this operation (repeatable; one of "
+            f"{', '.join(ledger_benchmark.OPERATIONS)}). The run still fails if reconcile is not clean.",
+        )
+        parser.add_argument(
             "--json",
             type=Path,
             default=None,
@@ -137,6 +145,9 @@ class Command(BaseCommand):
             debits=options["debits"] or defaults.debits,
             lots=options["lots"] or defaults.lots,
         )
+        only = options.get("only")
+        if only and name != "ledger":
+            raise CommandError("--only applies to the ledger benchmark.")
         path = options["json"] or Path(settings.BASE_DIR) / "bench-results" / f"{name}.json"
         verbose = options["verbosity"] >= 1
         started = timezone.now()
@@ -155,7 +166,7 @@ class Command(BaseCommand):
                 "version": ".".join(map(str, bench.get_database_version())),
                 "name": bench.settings_dict["NAME"],
             }
-            report = module.run(counts, log=log)
+            report = module.run(counts, log=log, **({"only": only} if only else {}))
 
         results = {
             "benchmark": name,
