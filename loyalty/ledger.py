@@ -34,6 +34,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from loyalty.bulk import bulk_insert
 from loyalty.errors import ApplicationError
 from loyalty.models import LedgerEntry, PointAllocation, PointLot, PointsAccount, Program
 
@@ -647,8 +648,8 @@ def credit_many(
         _credit_rows(accounts[request.account_id], request, _credit_checked(request), actor, now_)
         for request in credits
     ]
-    entries = LedgerEntry.objects.bulk_create([LedgerEntry(**entry) for entry, _, _ in rows])
-    lots = PointLot.objects.bulk_create(
+    entries = bulk_insert([LedgerEntry(**entry) for entry, _, _ in rows])
+    lots = bulk_insert(
         [PointLot(entry=entry, **lot) for entry, (_, lot, _) in zip(entries, rows, strict=True)]
     )
     for entry, lot, (_, _, debt) in zip(entries, lots, rows, strict=True):

@@ -44,6 +44,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from loyalty.audit import acting_as
+from loyalty.bulk import bulk_insert
 from loyalty.errors import ApplicationError
 from loyalty.imports.models import ImportBatch, ImportedKey, ImportRowError
 from loyalty.ledger import Actor
@@ -315,16 +316,18 @@ def _land_chunk(importer, batch, rows: list[Row], errors: list[RowError], skippe
             refused_lines = {error.line for error in refused}
             errors += refused
             landed = [row for row in fresh if row.line not in refused_lines]
-            ImportedKey.objects.bulk_create(
-                ImportedKey(
-                    program_id=batch.program_id,
-                    kind=batch.kind,
-                    key=row.key,
-                    fingerprint=row.fingerprint,
-                    batch=batch,
-                    line=row.line,
-                )
-                for row in landed
+            bulk_insert(
+                [
+                    ImportedKey(
+                        program_id=batch.program_id,
+                        kind=batch.kind,
+                        key=row.key,
+                        fingerprint=row.fingerprint,
+                        batch=batch,
+                        line=row.line,
+                    )
+                    for row in landed
+                ]
             )
             counts["landed"] += len(landed)
         if errors:

@@ -52,6 +52,9 @@ class TransactionImporter(Importer):
     form_class = TransactionRowForm
     required_columns = ("membership_number", "type", "reference", "occurred_at")
     optional_columns = ("amount", "original_reference")
+    # A chunk's fixed costs (locking and reading its members' accounts, saving their balances,
+    # a few statements) are paid once per chunk, and a member with several rows in it once.
+    chunk_size = 2000
     description = __doc__
 
     def key(self, data) -> str:
