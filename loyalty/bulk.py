@@ -10,8 +10,10 @@ fires the insert triggers as INSERT does, and a violation is the same IntegrityE
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 
 from django.db import connection, models
+from django.utils import timezone
 
 
 def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
@@ -24,12 +26,15 @@ def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
     fields, sequence_sql, copy_sql = _copy_statements(model)
 
     def values(obj) -> list:
-        return [
-            getattr(obj, field)
-            if isinstance(field, str)
-            else field.get_db_prep_save(field.pre_save(obj, True), connection)
-            for field in fields
-        ]
+        row = []
+        for attname, field, moment in fields:
+            value = getattr(obj, attname)
+            if field is not None and not (
+                moment and isinstance(value, datetime) and timezone.is_aware(value)
+            ):
+                value = field.get_db_prep_save(field.pre_save(obj, True), connection)
+            row.append(value)
+        return row
 
     with connection.cursor() as cursor:
         # Drawn in one statement, so in increasing order: the rows keep the order of `objs`.
@@ -46,20 +51,29 @@ def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
     return objs
 
 
-# Fields whose value goes to the database as it is (psycopg adapts ints, strings, booleans and
-# None as Django's own INSERT would send them). Any other field (dates, JSON, decimals, ...) goes
-# through its own get_db_prep_save, as in Django's INSERT.
+# Fields whose value goes to the database as it is: psycopg adapts ints, strings, booleans and
+# None as Django's own INSERT sends them, and an aware datetime is what Django's preparation of
+# one returns on PostgreSQL (preparing it cost more than the rest of the row). Any other value
+# (JSON, decimals, a naive or defaulted datetime, ...) goes through its field's get_db_prep_save,
+# as in Django's INSERT.
 _AS_IS = (models.IntegerField, models.CharField, models.TextField, models.BooleanField, models.ForeignKey)
 
 
 @functools.cache
-def _copy_statements(model: type[models.Model]) -> tuple[list[str | models.Field], str, str]:
-    """Each field other than the id (its attribute name when sent as it is), the statement that
-    draws n ids, and the COPY."""
+def _copy_statements(model: type[models.Model]) -> tuple[list[tuple], str, str]:
+    """(attribute name, the field unless sent as it is, whether an aware datetime is) of each
+    field other than the id; the statement that draws n ids; the COPY."""
     quote = connection.ops.quote_name
     table, pk = model._meta.db_table, model._meta.pk.column
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    as_is = [f.attname if isinstance(f, _AS_IS) else f for f in fields]
+    prepared = [
+        (
+            f.attname,
+            None if isinstance(f, _AS_IS) else f,
+            isinstance(f, models.DateTimeField) and not (f.auto_now or f.auto_now_add),
+        )
+        for f in fields
+    ]
     columns = ", ".join(quote(c) for c in [pk, *(f.column for f in fields)])
     sequence_sql = f"SELECT nextval(pg_get_serial_sequence('{table}', '{pk}')) FROM generate_series(1, %s)"
-    return as_is, sequence_sql, f"COPY {quote(table)} ({columns}) FROM STDIN"
+    return prepared, sequence_sql, f"COPY {quote(table)} ({columns}) FROM STDIN"

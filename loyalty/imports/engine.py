@@ -342,7 +342,7 @@ def _land_chunk(importer, batch, rows: list[Row], errors: list[RowError], skippe
         if rows:
             known = dict(
                 ImportedKey.objects.filter(
-                    program_id=batch.program_id, kind=batch.kind, key__in=[row.key for row in rows]
+                    program_id=batch.program_id, kind=batch.kind, key__any=[row.key for row in rows]
                 ).values_list("key", "fingerprint")
             )
             fresh = []

@@ -66,7 +66,7 @@ class TransactionImporter(Importer):
         members = {
             member.membership_number: member
             for member in Member.objects.filter(
-                program=self.program, membership_number__in=numbers
+                program=self.program, membership_number__any=numbers
             ).select_related("program", "tier", "account")
         }
         refused: list[RowError] = []
