@@ -9,6 +9,7 @@ class LoyaltyConfig(AppConfig):
     def ready(self) -> None:
         from simple_history.signals import pre_create_historical_record
 
+        from loyalty import lookups  # noqa: F401  (registers field__any)
         from loyalty.audit import label_history_record
         from loyalty.roles import sync_role_groups_after_migrate
 

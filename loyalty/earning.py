@@ -343,12 +343,12 @@ def _earlier_events(program_id: int, keys) -> dict[str, tuple[int, dict, bool]]:
     # No ORDER BY in the parts of a UNION (SQLite refuses it): .order_by() drops the models' ordering.
     keys = list(keys)
     paid = (
-        LedgerEntry.objects.filter(program_id=program_id, idempotency_key__in=keys)
+        LedgerEntry.objects.filter(program_id=program_id, idempotency_key__any=keys)
         .order_by()
         .values_list("idempotency_key", "pk", "breakdown", Value(True, output_field=BooleanField()))
     )
     unpaid = (
-        UnpaidActivity.objects.filter(program_id=program_id, idempotency_key__in=keys)
+        UnpaidActivity.objects.filter(program_id=program_id, idempotency_key__any=keys)
         .order_by()
         .values_list("idempotency_key", "pk", "breakdown", Value(False, output_field=BooleanField()))
     )
@@ -998,7 +998,9 @@ class _Batch:
         account_ids = [members[0].account.pk for members in self.members.values()]
         self.accounts = ledger.lock_accounts(account_ids)
         # As activity_post does after its lock: status and tier read again, in their own statement.
-        for fresh in Member.objects.select_related("tier").only("status", "tier").filter(pk__in=self.members):
+        for fresh in (
+            Member.objects.select_related("tier").only("status", "tier").filter(pk__any=self.members)
+        ):
             for member in self.members[fresh.pk]:
                 member.status, member.tier = fresh.status, fresh.tier
         keys = [

@@ -36,6 +36,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from loyalty.bulk import bulk_insert
 from loyalty.errors import ApplicationError
 from loyalty.models import LedgerEntry, PointAllocation, PointLot, PointsAccount, Program
 
@@ -184,7 +185,7 @@ def lock_accounts(account_ids) -> dict[int, PointsAccount]:
     accounts = (
         PointsAccount.objects.select_for_update(no_key=True, of=("self",))
         .select_related("program")
-        .filter(pk__in=set(account_ids))
+        .filter(pk__any=set(account_ids))
         .order_by("pk")
     )
     return {account.pk: account for account in accounts}
@@ -333,30 +334,36 @@ def _save_accounts(accounts: list[PointsAccount], now: datetime) -> None:
     accounts = sorted(accounts, key=lambda account: account.pk)
     for account in accounts:
         account.updated_at = now
-    # VALUES columns are column1..6 on both PostgreSQL and SQLite.
-    values = ", ".join(["(" + ", ".join(["CAST(%s AS BIGINT)"] * 6) + ")"] * len(accounts))
+    rows = [
+        (
+            account.pk,
+            account.balance,
+            account.pending,
+            account.lifetime_earned,
+            account.lifetime_redeemed,
+            account.lifetime_expired,
+        )
+        for account in accounts
+    ]
+    names = "id, balance, pending, earned, redeemed, expired"
+    if connection.vendor == "postgresql":
+        # One array per column: psycopg parses thousands of placeholders in Python on every call.
+        source = f"unnest({', '.join(['%s::bigint[]'] * 6)}) AS b({names})"
+        params = [list(column) for column in zip(*rows, strict=True)]
+    else:
+        # VALUES columns are column1..6 on SQLite.
+        values = ", ".join(["(" + ", ".join(["CAST(%s AS BIGINT)"] * 6) + ")"] * len(rows))
+        source = (
+            "(SELECT column1 AS id, column2 AS balance, column3 AS pending, column4 AS earned, "
+            f"column5 AS redeemed, column6 AS expired FROM (VALUES {values}) AS v) AS b"
+        )
+        params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE loyalty_pointsaccount SET balance = b.balance, pending = b.pending, "
             "lifetime_earned = b.earned, lifetime_redeemed = b.redeemed, lifetime_expired = b.expired, "
-            "updated_at = %s FROM (SELECT column1 AS id, column2 AS balance, column3 AS pending, "
-            "column4 AS earned, column5 AS redeemed, column6 AS expired "
-            f"FROM (VALUES {values}) AS v) AS b WHERE loyalty_pointsaccount.id = b.id",
-            [
-                connection.ops.adapt_datetimefield_value(now),
-                *(
-                    value
-                    for account in accounts
-                    for value in (
-                        account.pk,
-                        account.balance,
-                        account.pending,
-                        account.lifetime_earned,
-                        account.lifetime_redeemed,
-                        account.lifetime_expired,
-                    )
-                ),
-            ],
+            f"updated_at = %s FROM {source} WHERE loyalty_pointsaccount.id = b.id",
+            [connection.ops.adapt_datetimefield_value(now), *params],
         )
 
 
@@ -649,8 +656,8 @@ def credit_many(
         _credit_rows(accounts[request.account_id], request, _credit_checked(request), actor, now_)
         for request in credits
     ]
-    entries = LedgerEntry.objects.bulk_create([LedgerEntry(**entry) for entry, _, _ in rows])
-    lots = PointLot.objects.bulk_create(
+    entries = bulk_insert([LedgerEntry(**entry) for entry, _, _ in rows])
+    lots = bulk_insert(
         [PointLot(entry=entry, **lot) for entry, (_, lot, _) in zip(entries, rows, strict=True)]
     )
     for entry, lot, (_, _, debt) in zip(entries, lots, rows, strict=True):

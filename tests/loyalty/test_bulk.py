@@ -1,0 +1,92 @@
+"""`bulk.bulk_insert` stores what `bulk_create` stores (COPY on PostgreSQL, bulk_create elsewhere)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from loyalty.bulk import bulk_insert
+from loyalty.models import LedgerEntry, PointLot
+from loyalty.services import member_create
+
+pytestmark = pytest.mark.django_db
+
+
+NOW = timezone.now()
+
+
+def _entries(account, prefix: str, user, now=NOW) -> list[LedgerEntry]:
+    return [
+        LedgerEntry(
+            program_id=account.program_id,
+            account=account,
+            kind=LedgerEntry.Kind.EARN,
+            points=points,
+            pending_points=pending,
+            balance_after=points,
+            pending_after=pending,
+            occurred_at=now - timedelta(days=n, microseconds=n),
+            posted_at=now,
+            source=LedgerEntry.Source.IMPORT,
+            reference=f"R-{n}",
+            idempotency_key=f"{prefix}:{n}",
+            fingerprint="f" * 64,
+            reason="Purchase (10.50 EUR) café \\ 'quoted' \t tab",
+            actor=user if n == 1 else None,
+            actor_label="import:file.csv",
+            breakdown={"amount": "10.50", "promotions": [{"name": 'a "b"\n', "points": 2}], "note": None},
+        )
+        for n, (points, pending) in enumerate([(10, 0), (0, 7), (3, 0)])
+    ]
+
+
+def _stored(model, ids, exclude):
+    return [
+        {k: v for k, v in row.items() if k not in exclude}
+        for row in model.objects.filter(pk__in=ids).order_by("pk").values()
+    ]
+
+
+def test_it_stores_what_bulk_create_stores(program_a, admin_user):
+    account = member_create(program=program_a, first_name="A", last_name="B").account
+    created = LedgerEntry.objects.bulk_create(_entries(account, "created", admin_user))
+    inserted = bulk_insert(_entries(account, "inserted", admin_user))
+
+    assert [e.pk for e in inserted] == sorted(e.pk for e in inserted)
+    assert all(not e._state.adding for e in inserted)
+    assert LedgerEntry.objects.get(pk=inserted[1].pk).pending_points == 7
+    exclude = {"id", "idempotency_key"}
+    assert _stored(LedgerEntry, [e.pk for e in inserted], exclude) == _stored(
+        LedgerEntry, [e.pk for e in created], exclude
+    )
+
+    def lots(entries):
+        return [
+            PointLot(
+                entry=e,
+                account=account,
+                original=5,
+                remaining=5,
+                pending=e.pending_points > 0,
+                available_from=e.occurred_at,
+                expires_at=None if e.pending_points else e.occurred_at + timedelta(days=365),
+            )
+            for e in entries
+        ]
+
+    created_lots = PointLot.objects.bulk_create(lots(created))
+    inserted_lots = bulk_insert(lots(inserted))
+    assert [lot.entry_id for lot in inserted_lots] == [e.pk for e in inserted]
+    exclude = {"id", "entry_id"}
+    assert _stored(PointLot, [lot.pk for lot in inserted_lots], exclude) == _stored(
+        PointLot, [lot.pk for lot in created_lots], exclude
+    )
+
+
+def test_a_taken_key_is_an_integrity_error(program_a, admin_user):
+    account = member_create(program=program_a, first_name="A", last_name="B").account
+    bulk_insert(_entries(account, "taken", admin_user))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk_insert(_entries(account, "taken", admin_user)[1:])
+    assert LedgerEntry.objects.filter(idempotency_key__startswith="taken:").count() == 3
