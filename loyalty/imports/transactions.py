@@ -36,7 +36,7 @@ class TransactionRowForm(RowForm):
     type = forms.SlugField(max_length=40, help_text='"purchase", "return" or an activity code.')
     reference = forms.CharField(max_length=120)
     occurred_at = forms.DateTimeField()
-    amount = forms.DecimalField(required=False, max_digits=12, decimal_places=2, min_value=0.01)
+    amount = forms.DecimalField(required=False, max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
     original_reference = forms.CharField(required=False, max_length=120)
 
     def _clean_fields(self):
@@ -103,7 +103,7 @@ def _plain_values(data) -> dict | None:
     except ValueError:
         return None
     value = Decimal(amount) if amount else None
-    # Compared with the field's own minimum, as its validator does (a float: 0.01 itself is below it).
+    # Compared with the field's own minimum, as its validator does.
     if value is not None and not value >= TransactionRowForm.base_fields["amount"].min_value:
         return None
     return {

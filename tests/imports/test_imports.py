@@ -82,6 +82,21 @@ def test_a_changed_row_under_a_known_key_is_refused(program_a, member_a, rules):
     assert LedgerEntry.objects.count() == 1
 
 
+def test_the_smallest_amount_lands_and_zero_is_refused(program_a, member_a, rules):
+    """0.01 is the API's minimum too: a file must not refuse what the API accepts."""
+    number = member_a.membership_number
+    batch = run(
+        program_a,
+        (
+            HEADER
+            + f"{number},purchase,P-1,2026-01-10 10:00,0.01,\n{number},purchase,P-2,2026-01-10 10:00,0.00,\n"
+        ).encode(),
+    )
+    assert (batch.landed, batch.failed) == (1, 1)
+    assert [(e.line, e.field) for e in batch.errors.all()] == [(3, "amount")]
+    assert ImportedKey.objects.filter(key="purchase:P-1").exists()  # landed (a cent earns no point)
+
+
 def test_a_file_without_the_columns_fails_with_a_message(program_a):
     batch = run(program_a, b"who,what\n1,2\n")
     assert batch.status == ImportBatch.Status.FAILED
