@@ -22,33 +22,83 @@ def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
         return objs
     if connection.vendor != "postgresql":
         return type(objs[0]).objects.bulk_create(objs)
-    model = type(objs[0])
-    fields, sequence_sql, copy_sql = _copy_statements(model)
+    columns = _columns(type(objs[0]))
 
     def values(obj) -> list:
+        obj._prepare_related_fields_for_save(operation_name="bulk_insert")  # as bulk_create does
         row = []
-        for attname, field, moment in fields:
+        for attname, _, field, prepared, moment in columns:
             value = getattr(obj, attname)
-            if field is not None and not (
-                moment and isinstance(value, datetime) and timezone.is_aware(value)
-            ):
+            if prepared and not (moment and isinstance(value, datetime) and timezone.is_aware(value)):
                 value = field.get_db_prep_save(field.pre_save(obj, True), connection)
             row.append(value)
         return row
 
-    with connection.cursor() as cursor:
-        # Drawn in one statement, so in increasing order: the rows keep the order of `objs`.
-        cursor.execute(sequence_sql, [len(objs)])
-        ids = sorted(row[0] for row in cursor.fetchall())
-        with connection.wrap_database_errors, cursor.copy(copy_sql) as copy:
-            for obj, pk in zip(objs, ids, strict=True):
-                obj._prepare_related_fields_for_save(operation_name="bulk_insert")  # as bulk_create does
-                obj.pk = pk
-                copy.write_row([pk, *values(obj)])
-    for obj in objs:
+    ids = _copy(type(objs[0]), map(values, objs), len(objs))
+    for obj, pk in zip(objs, ids, strict=True):
+        obj.pk = pk
         obj._state.adding = False
         obj._state.db = connection.alias
     return objs
+
+
+def bulk_insert_rows(model: type[models.Model], rows: list[dict]) -> list[int]:
+    """`bulk_insert` of `model(**row)` for each row, without building the instances (which costs
+    more than sending them); returns the new primary keys, in order.
+
+    A row holds what `model(**row)` would take: a value per field name or attname (a saved
+    instance for a relation); a missing field gets its default, and `auto_now`/`auto_now_add`
+    fields the time of the call, as `save()` would give each instance.
+    """
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        return [obj.pk for obj in model.objects.bulk_create([model(**row) for row in rows])]
+    columns = _columns(model)
+    known = _names(model)
+    now = timezone.now()
+    missing = object()
+
+    def values(row: dict) -> list:
+        if not row.keys() <= known:
+            raise TypeError(f"{model.__name__} got unexpected keywords: {sorted(row.keys() - known)}")
+        out = []
+        for attname, name, field, prepared, moment in columns:
+            value = row.get(attname, missing)
+            if value is missing and name != attname:  # a relation given as an instance
+                related = row.get(name, missing)
+                if related is not missing and related is not None:
+                    if related.pk is None:
+                        raise ValueError(
+                            f"bulk_insert_rows() prohibited to prevent data loss due to unsaved "
+                            f"related object '{name}'."
+                        )
+                    value = related.pk
+                else:
+                    value = None if related is None else missing
+            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                value = now
+            elif value is missing:
+                value = field.get_default()
+            if prepared and not (moment and isinstance(value, datetime) and timezone.is_aware(value)):
+                value = field.get_db_prep_save(value, connection)
+            out.append(value)
+        return out
+
+    return _copy(model, map(values, rows), len(rows))
+
+
+def _copy(model: type[models.Model], rows, count: int) -> list[int]:
+    """Send `rows` (the values of `_columns(model)`, `count` of them) with COPY, under new ids."""
+    sequence_sql, copy_sql = _copy_statements(model)
+    with connection.cursor() as cursor:
+        # Drawn in one statement, so in increasing order: the rows keep their order.
+        cursor.execute(sequence_sql, [count])
+        ids = sorted(row[0] for row in cursor.fetchall())
+        with connection.wrap_database_errors, cursor.copy(copy_sql) as copy:
+            for row, pk in zip(rows, ids, strict=True):
+                copy.write_row([pk, *row])
+    return ids
 
 
 # Fields whose value goes to the database as it is: psycopg adapts ints, strings, booleans and
@@ -60,20 +110,35 @@ _AS_IS = (models.IntegerField, models.CharField, models.TextField, models.Boolea
 
 
 @functools.cache
-def _copy_statements(model: type[models.Model]) -> tuple[list[tuple], str, str]:
-    """(attribute name, the field unless sent as it is, whether an aware datetime is) of each
-    field other than the id; the statement that draws n ids; the COPY."""
-    quote = connection.ops.quote_name
-    table, pk = model._meta.db_table, model._meta.pk.column
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    prepared = [
+def _columns(model: type[models.Model]) -> list[tuple]:
+    """(attname, name, field, whether its value is prepared, whether an aware datetime is sent
+    as it is) of each field other than the id."""
+    return [
         (
             f.attname,
-            None if isinstance(f, _AS_IS) else f,
+            f.name,
+            f,
+            not isinstance(f, _AS_IS),
             isinstance(f, models.DateTimeField) and not (f.auto_now or f.auto_now_add),
         )
-        for f in fields
+        for f in model._meta.concrete_fields
+        if not f.primary_key
     ]
-    columns = ", ".join(quote(c) for c in [pk, *(f.column for f in fields)])
+
+
+@functools.cache
+def _names(model: type[models.Model]) -> frozenset[str]:
+    """The keywords `model(**row)` takes for its concrete fields."""
+    return frozenset(n for f in model._meta.concrete_fields for n in {f.name, f.attname})
+
+
+@functools.cache
+def _copy_statements(model: type[models.Model]) -> tuple[str, str]:
+    """The statement that draws n ids from the table's sequence; the COPY."""
+    quote = connection.ops.quote_name
+    table, pk = model._meta.db_table, model._meta.pk.column
+    columns = ", ".join(
+        quote(c) for c in [pk, *(f.column for f in model._meta.concrete_fields if not f.primary_key)]
+    )
     sequence_sql = f"SELECT nextval(pg_get_serial_sequence('{table}', '{pk}')) FROM generate_series(1, %s)"
-    return prepared, sequence_sql, f"COPY {quote(table)} ({columns}) FROM STDIN"
+    return sequence_sql, f"COPY {quote(table)} ({columns}) FROM STDIN"
