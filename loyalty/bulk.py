@@ -85,7 +85,8 @@ def bulk_insert_rows(model: type[models.Model], rows: list[dict]) -> list[int]:
             out.append(value)
         return out
 
-    return _copy(model, map(values, rows), len(rows))
+    # Every row is made before anything is sent: a refused row leaves the transaction usable.
+    return _copy(model, [values(row) for row in rows], len(rows))
 
 
 def _copy(model: type[models.Model], rows, count: int) -> list[int]:

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from loyalty.bulk import bulk_insert
+from loyalty.bulk import bulk_insert, bulk_insert_rows
 from loyalty.models import LedgerEntry, PointLot
 from loyalty.services import member_create
 
@@ -90,3 +90,42 @@ def test_a_taken_key_is_an_integrity_error(program_a, admin_user):
     with pytest.raises(IntegrityError), transaction.atomic():
         bulk_insert(_entries(account, "taken", admin_user)[1:])
     assert LedgerEntry.objects.filter(idempotency_key__startswith="taken:").count() == 3
+
+
+def _fields(obj) -> dict:
+    """The keyword arguments `obj` was built from (relations as instances, as callers pass them)."""
+    fields = {f.name: getattr(obj, f.name) for f in obj._meta.concrete_fields if not f.primary_key}
+    return {name: value for name, value in fields.items() if value is not None or name == "actor"}
+
+
+def test_rows_store_what_bulk_create_stores(program_a, admin_user):
+    account = member_create(program=program_a, first_name="A", last_name="B").account
+    created = LedgerEntry.objects.bulk_create(_entries(account, "created", admin_user))
+    ids = bulk_insert_rows(LedgerEntry, [_fields(e) for e in _entries(account, "rows", admin_user)])
+
+    assert ids == sorted(ids) and len(ids) == 3
+    exclude = {"id", "idempotency_key"}
+    assert _stored(LedgerEntry, ids, exclude) == _stored(LedgerEntry, [e.pk for e in created], exclude)
+
+    # A relation by its id, a field left out (PointLot.expired: its default).
+    lot = {"account_id": account.pk, "original": 5, "remaining": 5, "pending": True}
+    lot |= {"available_from": NOW, "expires_at": None}
+    created_lot = PointLot.objects.create(entry=created[0], **lot)
+    (lot_id,) = bulk_insert_rows(PointLot, [{"entry_id": ids[0], **lot}])
+    assert PointLot.objects.get(pk=lot_id).entry_id == ids[0]
+    assert _stored(PointLot, [lot_id], {"id", "entry_id"}) == _stored(
+        PointLot, [created_lot.pk], {"id", "entry_id"}
+    )
+
+
+def test_rows_refuse_what_the_model_would(program_a, admin_user):
+    account = member_create(program=program_a, first_name="A", last_name="B").account
+    row = _fields(_entries(account, "refused", admin_user)[0])
+    with pytest.raises(TypeError):
+        bulk_insert_rows(LedgerEntry, [{**row, "colour": "red"}])
+    unsaved = LedgerEntry(**row)
+    with pytest.raises(ValueError), transaction.atomic():
+        bulk_insert_rows(PointLot, [{"entry": unsaved, "account": account, "original": 1, "remaining": 1}])
+    bulk_insert_rows(LedgerEntry, [row])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk_insert_rows(LedgerEntry, [row])
