@@ -24,7 +24,7 @@ from django import forms
 from loyalty.earning import Activity, activities_post, purchase_return
 from loyalty.errors import ApplicationError
 from loyalty.imports.engine import Importer, Row, RowError, RowForm, register
-from loyalty.models import PURCHASE, LedgerEntry, Member
+from loyalty.models import PURCHASE, LedgerEntry, Member, Program
 
 RETURN = "return"
 
@@ -136,12 +136,14 @@ class TransactionImporter(Importer):
 
     def land(self, rows: list[Row]) -> list[RowError]:
         numbers = {row.data["membership_number"] for row in rows}
-        members = {
-            member.membership_number: member
-            for member in Member.objects.filter(
-                program=self.program, membership_number__any=numbers
-            ).select_related("program", "tier", "account")
-        }
+        # The program read once for the chunk, not joined to each of its members' rows.
+        program = Program.objects.get(pk=self.program.pk)
+        members = {}
+        for member in Member.objects.filter(program=program, membership_number__any=numbers).select_related(
+            "tier", "account"
+        ):
+            member.program = program
+            members[member.membership_number] = member
         refused: list[RowError] = []
         run: list[tuple[Row, Activity]] = []  # consecutive activities, posted together
         for row in rows:
