@@ -42,18 +42,21 @@ def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
     return objs
 
 
-def bulk_insert_rows(model: type[models.Model], rows: list[dict]) -> list[int]:
-    """`bulk_insert` of `model(**row)` for each row, without building the instances (which costs
-    more than sending them); returns the new primary keys, in order.
+def bulk_insert_rows(model: type[models.Model], rows: list[dict], *, build: bool = False) -> list:
+    """`bulk_insert` of `model(**row)` for each row, without building the instances for COPY (which
+    costs more than sending them); returns the new primary keys, in order, or with `build` the
+    instances, built after as Django builds rows it loads and marked as stored.
 
     A row holds what `model(**row)` would take: a value per field name or attname (a saved
-    instance for a relation); a missing field gets its default, and `auto_now`/`auto_now_add`
-    fields the time of the call, as `save()` would give each instance.
+    instance for a relation, which the built instance keeps as `model(**row)` would); a missing
+    field gets its default, and `auto_now`/`auto_now_add` fields the time of the call, as
+    `save()` would give each instance.
     """
     if not rows:
         return []
     if connection.vendor != "postgresql":
-        return [obj.pk for obj in model.objects.bulk_create([model(**row) for row in rows])]
+        objs = model.objects.bulk_create([model(**row) for row in rows])
+        return objs if build else [obj.pk for obj in objs]
     columns = _columns(model)
     known = _names(model)
     now = timezone.now()
@@ -63,7 +66,7 @@ def bulk_insert_rows(model: type[models.Model], rows: list[dict]) -> list[int]:
         if not row.keys() <= known:
             raise TypeError(f"{model.__name__} got unexpected keywords: {sorted(row.keys() - known)}")
         out = []
-        for attname, name, field, prepared, moment in columns:
+        for attname, name, field, _, _ in columns:
             value = row.get(attname, missing)
             if value is missing and name != attname:  # a relation given as an instance
                 related = row.get(name, missing)
@@ -80,13 +83,38 @@ def bulk_insert_rows(model: type[models.Model], rows: list[dict]) -> list[int]:
                 value = now
             elif value is missing:
                 value = field.get_default()
-            if prepared and not (moment and isinstance(value, datetime) and timezone.is_aware(value)):
-                value = field.get_db_prep_save(value, connection)
             out.append(value)
         return out
 
+    def prepared(values: list) -> list:
+        return [
+            field.get_db_prep_save(value, connection)
+            if prepare and not (moment and isinstance(value, datetime) and timezone.is_aware(value))
+            else value
+            for value, (_, _, field, prepare, moment) in zip(values, columns, strict=True)
+        ]
+
     # Every row is made before anything is sent: a refused row leaves the transaction usable.
-    return _copy(model, [values(row) for row in rows], len(rows))
+    made = [values(row) for row in rows]
+    ids = _copy(model, [prepared(values) for values in made], len(rows))
+    if not build:
+        return ids
+    relations = [(name, field) for _, name, field, _, _ in columns if field.is_relation]
+    at = _pk_position(model)
+    objs = []
+    for pk, row, values in zip(ids, rows, made, strict=True):
+        values.insert(at, pk)
+        obj = model.from_db(connection.alias, None, values)
+        for name, field in relations:
+            if name in row:
+                field.set_cached_value(obj, row[name])
+        objs.append(obj)
+    return objs
+
+
+@functools.cache
+def _pk_position(model: type[models.Model]) -> int:
+    return next(n for n, f in enumerate(model._meta.concrete_fields) if f.primary_key)
 
 
 def _copy(model: type[models.Model], rows, count: int) -> list[int]:

@@ -664,10 +664,9 @@ def credit_many(
         for request in credits
     ]
     # Sent as rows of values: building the model instances for COPY cost more than sending them.
-    entry_ids = bulk_insert_rows(LedgerEntry, [entry for entry, _, _ in rows])
-    entries = [_saved(LedgerEntry(id=pk, **entry)) for pk, (entry, _, _) in zip(entry_ids, rows, strict=True)]
+    entries = bulk_insert_rows(LedgerEntry, [entry for entry, _, _ in rows], build=True)
     lot_ids = bulk_insert_rows(
-        PointLot, [{"entry_id": pk, **lot} for pk, (_, lot, _) in zip(entry_ids, rows, strict=True)]
+        PointLot, [{"entry_id": entry.pk, **lot} for entry, (_, lot, _) in zip(entries, rows, strict=True)]
     )
     for entry, lot_id, (_, lot, debt) in zip(entries, lot_ids, rows, strict=True):
         if debt:

@@ -129,3 +129,22 @@ def test_rows_refuse_what_the_model_would(program_a, admin_user):
     bulk_insert_rows(LedgerEntry, [row])
     with pytest.raises(IntegrityError), transaction.atomic():
         bulk_insert_rows(LedgerEntry, [row])
+
+
+def test_built_rows_are_the_instances_the_model_would_build(program_a, admin_user, django_assert_num_queries):
+    account = member_create(program=program_a, first_name="A", last_name="B").account
+    rows = [_fields(e) for e in _entries(account, "built", admin_user)]
+    built = bulk_insert_rows(LedgerEntry, rows, build=True)
+
+    assert [e.pk for e in built] == sorted(e.pk for e in built)
+    assert all(not e._state.adding for e in built)
+    for entry, row in zip(built, rows, strict=True):
+        expected = LedgerEntry(id=entry.pk, **row)
+        names = [f.attname for f in LedgerEntry._meta.concrete_fields]
+        assert [getattr(entry, n) for n in names] == [getattr(expected, n) for n in names]
+    assert _stored(LedgerEntry, [e.pk for e in built], set()) == [
+        {f.attname: getattr(e, f.attname) for f in LedgerEntry._meta.concrete_fields} for e in built
+    ]
+    with django_assert_num_queries(0):  # the relations given are kept, as model(**row) keeps them
+        assert [e.account for e in built] == [account] * 3
+        assert [e.actor for e in built] == [None, admin_user, None]
