@@ -1,7 +1,8 @@
 """Inserting many new rows of one model at once, as fast as the database allows.
 
-`bulk_insert` is `bulk_create` for plain rows (no history, no save() logic, no
-signals): on SQLite it is `bulk_create`; on PostgreSQL the ids are drawn from the
+`bulk_insert_rows` is `bulk_create` for plain rows (no history, no save() logic, no
+signals), given as the keyword arguments of the model rather than instances: on SQLite
+it is `bulk_create`; on PostgreSQL the ids are drawn from the
 table's sequence in one statement and the rows are sent with COPY, which skips
 building, quoting and parsing one huge INSERT. COPY checks every constraint and
 fires the insert triggers as INSERT does, and a violation is the same IntegrityError.
@@ -16,34 +17,8 @@ from django.db import connection, models
 from django.utils import timezone
 
 
-def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
-    """Insert `objs` (new instances of one model) in order; sets their primary keys."""
-    if not objs:
-        return objs
-    if connection.vendor != "postgresql":
-        return type(objs[0]).objects.bulk_create(objs)
-    columns = _columns(type(objs[0]))
-
-    def values(obj) -> list:
-        obj._prepare_related_fields_for_save(operation_name="bulk_insert")  # as bulk_create does
-        row = []
-        for attname, _, field, prepared, moment in columns:
-            value = getattr(obj, attname)
-            if prepared and not (moment and isinstance(value, datetime) and timezone.is_aware(value)):
-                value = field.get_db_prep_save(field.pre_save(obj, True), connection)
-            row.append(value)
-        return row
-
-    ids = _copy(type(objs[0]), map(values, objs), len(objs))
-    for obj, pk in zip(objs, ids, strict=True):
-        obj.pk = pk
-        obj._state.adding = False
-        obj._state.db = connection.alias
-    return objs
-
-
 def bulk_insert_rows(model: type[models.Model], rows: list[dict], *, build: bool = False) -> list:
-    """`bulk_insert` of `model(**row)` for each row, without building the instances for COPY (which
+    """Insert `model(**row)` for each row, in order, without building the instances for COPY (which
     costs more than sending them); returns the new primary keys, in order, or with `build` the
     instances, built after as Django builds rows it loads and marked as stored.
 

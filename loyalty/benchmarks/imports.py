@@ -4,7 +4,7 @@ A CSV of N purchase rows (default 100,000 on PostgreSQL) over 1,000 members is
 imported through the same engine and services as the command (validation, the
 idempotency keys, the postings of `loyalty.earning.activities_post`, which gives each row
 what `activity_post` would and writes a chunk's plain earnings set-based: on PostgreSQL
-entries, lots and imported keys go in with COPY, `loyalty.bulk.bulk_insert`), in
+entries, lots and imported keys go in with COPY, `loyalty.bulk.bulk_insert_rows`), in
 chunks of 5,000 rows, so each member appears about five times per chunk.
 The floor is the ledger alone: `ledger.credit` of the same points, one call per
 row, on a sample of rows (projected to N): what the rows would cost if parsing,

@@ -46,7 +46,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from loyalty.audit import acting_as
-from loyalty.bulk import bulk_insert
+from loyalty.bulk import bulk_insert_rows
 from loyalty.errors import ApplicationError
 from loyalty.imports.models import ImportBatch, ImportedKey, ImportRowError
 from loyalty.ledger import Actor
@@ -359,18 +359,19 @@ def _land_chunk(importer, batch, rows: list[Row], errors: list[RowError], skippe
             refused_lines = {error.line for error in refused}
             errors += refused
             landed = [row for row in fresh if row.line not in refused_lines]
-            bulk_insert(
+            bulk_insert_rows(
+                ImportedKey,
                 [
-                    ImportedKey(
-                        program_id=batch.program_id,
-                        kind=batch.kind,
-                        key=row.key,
-                        fingerprint=row.fingerprint,
-                        batch=batch,
-                        line=row.line,
-                    )
+                    {
+                        "program_id": batch.program_id,
+                        "kind": batch.kind,
+                        "key": row.key,
+                        "fingerprint": row.fingerprint,
+                        "batch_id": batch.pk,
+                        "line": row.line,
+                    }
                     for row in landed
-                ]
+                ],
             )
             counts["landed"] += len(landed)
         if errors:
