@@ -1,5 +1,6 @@
-"""Shared bits of the job commands: their base class, the --now option and a progress bar."""
+"""Shared bits of the job commands: their base class, the --now and count options, a progress bar."""
 
+import argparse
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
@@ -22,6 +23,17 @@ class JobCommand(BaseCommand):
     @classmethod
     def command_name(cls) -> str:
         return cls.__module__.rsplit(".", 1)[-1]
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number of at least 1 (1_000 and 1,000 read as 1000), or a usage error."""
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse_now(value: str | None) -> datetime:

@@ -125,3 +125,20 @@ def test_every_periodic_job_is_on_the_beat_schedule_and_registered(settings):
     app.loader.import_default_modules()
     # A typo in a schedule entry would otherwise fail silently at run time.
     assert scheduled <= set(app.tasks)
+
+
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ("expire_points", "--workers", "0"),
+        ("expire_points", "--batch-size", "-5"),
+        ("expire_points", "--workers", "two"),
+        ("activate_pending", "--batch-size", "0"),
+    ],
+)
+def test_a_job_refuses_a_count_below_one_and_changes_nothing(old_points, command, option, value):
+    with pytest.raises(CommandError, match=option):
+        run(command, option, value)
+    old_points.refresh_from_db()
+    assert (old_points.balance, old_points.lifetime_expired) == (100, 0)
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE).exists()

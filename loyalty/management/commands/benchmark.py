@@ -18,6 +18,7 @@ from loyalty.benchmarks import ledger as ledger_benchmark
 from loyalty.benchmarks import reports as reports_benchmark
 from loyalty.benchmarks import summary
 from loyalty.benchmarks.base import format_table, load_average, machine_info, throwaway_database
+from loyalty.management.jobs import positive_int
 
 # api and imports read --credits as the number of requests / rows.
 BENCHMARKS = {
@@ -80,16 +81,6 @@ def _scale_help() -> str:
         + ". ".join(parts)
         + "."
     )
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
 from loyalty import ledger
-from loyalty.management.jobs import JobCommand, accounts_due, parse_now, progress_bar
+from loyalty.management.jobs import JobCommand, accounts_due, parse_now, positive_int, progress_bar
 
 
 class Command(JobCommand):
@@ -12,14 +12,14 @@ class Command(JobCommand):
         parser.add_argument("--now", help="Expire as of this moment (ISO 8601); default: now.")
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=positive_int,
             default=ledger.EXPIRY_BATCH_SIZE,
             help=f"Lots read per batch (default {ledger.EXPIRY_BATCH_SIZE}; "
             f"at most {ledger.PORTABLE_BATCH_SIZE} on databases other than PostgreSQL).",
         )
         parser.add_argument(
             "--workers",
-            type=int,
+            type=positive_int,
             default=ledger.EXPIRY_WORKERS,
             help=f"Batches run at once, each on a connection of its own (default {ledger.EXPIRY_WORKERS}; "
             "PostgreSQL only, elsewhere one at a time).",
@@ -38,7 +38,7 @@ class Command(JobCommand):
         moment = parse_now(now)
         with progress_bar(self, total=accounts_due(job="expire", now=moment), unit="account") as bar:
             report = ledger.expire_due_lots(
-                now=moment, batch_size=max(batch_size, 1), workers=max(workers, 1), progress=bar.update
+                now=moment, batch_size=batch_size, workers=workers, progress=bar.update
             )
         self.stdout.write(
             f"Expired {-report.points} points in {report.lots} lots of {report.accounts} accounts."
