@@ -35,46 +35,37 @@ def bulk_insert_rows(model: type[models.Model], rows: list[dict], *, build: bool
     columns = _columns(model)
     known = _names(model)
     now = timezone.now()
-    missing = object()
-
-    def values(row: dict) -> list:
+    made, sent = [], []
+    # Every row is made before anything is sent: a refused row leaves the transaction usable.
+    for row in rows:
         if not row.keys() <= known:
             raise TypeError(f"{model.__name__} got unexpected keywords: {sorted(row.keys() - known)}")
-        out = []
-        for attname, name, field, _, _ in columns:
-            value = row.get(attname, missing)
-            if value is missing and name != attname:  # a relation given as an instance
-                related = row.get(name, missing)
-                if related is not missing and related is not None:
-                    if related.pk is None:
-                        raise ValueError(
-                            f"bulk_insert_rows() prohibited to prevent data loss due to unsaved "
-                            f"related object '{name}'."
-                        )
-                    value = related.pk
-                else:
-                    value = None if related is None else missing
-            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        values, prepared = [], []
+        for attname, name, field, prepare, moment, stamped in columns:
+            if stamped:
                 value = now
-            elif value is missing:
+            elif attname in row:
+                value = row[attname]
+            elif name in row:  # a relation given as an instance
+                related = row[name]
+                if related is not None and related.pk is None:
+                    raise ValueError(
+                        f"bulk_insert_rows() prohibited to prevent data loss due to unsaved "
+                        f"related object '{name}'."
+                    )
+                value = None if related is None else related.pk
+            else:
                 value = field.get_default()
-            out.append(value)
-        return out
-
-    def prepared(values: list) -> list:
-        return [
-            field.get_db_prep_save(value, connection)
-            if prepare and not (moment and isinstance(value, datetime) and timezone.is_aware(value))
-            else value
-            for value, (_, _, field, prepare, moment) in zip(values, columns, strict=True)
-        ]
-
-    # Every row is made before anything is sent: a refused row leaves the transaction usable.
-    made = [values(row) for row in rows]
-    ids = _copy(model, [prepared(values) for values in made], len(rows))
+            values.append(value)
+            if prepare and not (moment and isinstance(value, datetime) and value.utcoffset() is not None):
+                value = field.get_db_prep_save(value, connection)
+            prepared.append(value)
+        made.append(values)
+        sent.append(prepared)
+    ids = _copy(model, sent, len(rows))
     if not build:
         return ids
-    relations = [(name, field) for _, name, field, _, _ in columns if field.is_relation]
+    relations = [(name, field) for _, name, field, *_ in columns if field.is_relation]
     at = _pk_position(model)
     objs = []
     for pk, row, values in zip(ids, rows, made, strict=True):
@@ -116,7 +107,7 @@ _AS_IS = (models.IntegerField, models.CharField, models.TextField, models.Boolea
 @functools.cache
 def _columns(model: type[models.Model]) -> list[tuple]:
     """(attname, name, field, whether its value is prepared, whether an aware datetime is sent
-    as it is) of each field other than the id."""
+    as it is, whether it takes the time of the call) of each field other than the id."""
     return [
         (
             f.attname,
@@ -124,6 +115,7 @@ def _columns(model: type[models.Model]) -> list[tuple]:
             f,
             not isinstance(f, _AS_IS),
             isinstance(f, models.DateTimeField) and not (f.auto_now or f.auto_now_add),
+            bool(getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)),
         )
         for f in model._meta.concrete_fields
         if not f.primary_key
