@@ -78,7 +78,8 @@ class ImportRowError(models.Model):
 class ImportedKey(models.Model):
     """A row key that landed: re-importing the same key is skipped, a changed row is refused."""
 
-    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: the unique constraint leads with it, and every landed row writes each index.
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
     kind = models.CharField(max_length=40)
     key = models.CharField(max_length=200)
     fingerprint = models.CharField(max_length=64, help_text="Hash of the row's cleaned values.")

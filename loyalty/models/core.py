@@ -302,7 +302,12 @@ class LedgerEntry(ImmutableModel):
             models.Index(fields=["account", "posted_at"], name="entry_account_posted"),
             models.Index(fields=["account", "occurred_at"], name="entry_account_occurred"),
             models.Index(fields=["program", "kind", "posted_at"], name="entry_program_kind_posted"),
-            models.Index(fields=["subject_type", "subject_id"], name="entry_subject"),
+            # Most entries (purchases, imports) have no subject: they are left out of its index.
+            models.Index(
+                fields=["subject_type", "subject_id"],
+                name="entry_subject",
+                condition=Q(subject_type__isnull=False),
+            ),
             # The supervisor reports scan one program's entries by posted_at and read only these
             # columns: an index-only scan on PostgreSQL (SQLite ignores INCLUDE).
             models.Index(
