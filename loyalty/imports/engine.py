@@ -24,6 +24,11 @@ a chunk's rows and its bookkeeping commit together, so a crash leaves nothing
 half-recorded and a re-run picks up where it stopped. Bookkeeping costs a
 constant number of queries per chunk, never one per row.
 
+The next chunk is read and validated in a thread while the current one is
+landed (most of landing is waiting for the database), so a row form and `key`
+must not use the database: a query there is refused. Checks that need the
+database belong in `land`, made once for the chunk.
+
 Line numbers are the file's: the header is line 1, the first row line 2 (a
 quoted field spanning lines counts them all).
 """
@@ -35,15 +40,17 @@ import gc
 import hashlib
 import io
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import forms
 from django.core.cache import cache
-from django.db import transaction
-from django.utils import timezone
+from django.db import connection, transaction
+from django.utils import timezone, translation
 
 from loyalty.audit import acting_as
 from loyalty.bulk import bulk_insert_rows
@@ -221,10 +228,13 @@ def import_run(*, batch_id: int, progress: Callable[[int], None] | None = None) 
     counts = {"total_rows": 0, "landed": 0, "skipped": 0, "failed": 0}
     total = _estimate_rows(batch.content)
     try:
-        with acting_as(f"import:{batch.filename}"[:100]), timezone.override(batch.program.tz):
-            chunks = _chunks(importer, batch.content)
+        with (
+            acting_as(f"import:{batch.filename}"[:100]),
+            timezone.override(batch.program.tz),
+            _read_ahead(lambda: _chunks(importer, batch.content)) as chunks,
+        ):
             while True:
-                with _collector_paused():  # while the chunk is read, checked and written
+                with _collector_paused():  # while the chunk is written (and the next one read)
                     chunk = next(chunks, None)
                     if chunk is None:
                         break
@@ -263,6 +273,66 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+_END = object()
+
+
+@contextmanager
+def _read_ahead(produce: Callable[[], Iterator[Any]]) -> Iterator[Iterator[Any]]:
+    """The items of `produce()`, each made in a thread while the caller works on the one before:
+    the next chunk is read and validated while this one lands, mostly while the caller waits on
+    the database (the thread holds one item ready and makes the next, no more). The thread keeps the
+    caller's time zone (naive times in the file) and language (error messages); it may not query
+    the database, being outside the caller's transaction. Its exception is raised to the caller
+    where its item would have come; leaving stops the thread."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    zone, language = timezone.get_current_timezone(), translation.get_language()
+
+    def work() -> None:
+        try:
+            with (
+                timezone.override(zone),
+                translation.override(language),
+                connection.execute_wrapper(_no_queries),
+            ):
+                for item in produce():
+                    handoff.put((item, None))
+                    if stop.is_set():
+                        return
+            handoff.put((_END, None))
+        except BaseException as error:
+            handoff.put((_END, error))
+        finally:
+            connection.close()  # this thread's own connection, if a refused query opened one
+
+    def items() -> Iterator[Any]:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+
+    thread = threading.Thread(target=work, name="import-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield items()
+    finally:
+        stop.set()
+        while thread.is_alive():  # take what it is handing over, so it sees the stop
+            with suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()
+
+
+def _no_queries(execute, sql, params, many, context):
+    raise RuntimeError(
+        "An import's row form and key() may not query the database (they run in a thread, outside "
+        "the import's transaction); check against the database in land(), once per chunk."
+    )
 
 
 def _reader(importer: Importer, text: str) -> csv.DictReader:
@@ -331,7 +401,9 @@ def _chunks(importer: Importer, text: str) -> Iterator[tuple[list[Row], list[Row
                 yield rows, errors, skipped, size
                 rows, errors, skipped, size = [], [], 0, 0
     except csv.Error as error:
-        raise ImportFileError(f"Line {reader.line_num}: the file is not valid CSV ({error}).") from None
+        # The csv reader's own count: the DictReader's stops at the last row it returned.
+        line = reader.reader.line_num
+        raise ImportFileError(f"Line {line}: the file is not valid CSV ({error}).") from None
     if size:
         yield rows, errors, skipped, size
 
