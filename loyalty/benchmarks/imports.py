@@ -24,7 +24,7 @@ from typing import Any
 from django.db import connection
 
 from loyalty import ledger
-from loyalty.benchmarks.base import Measurement
+from loyalty.benchmarks.base import Measurement, checkpoint
 from loyalty.imports.engine import import_create, import_run
 from loyalty.ledger import Actor
 from loyalty.models import EarningRule, Member, Program
@@ -91,6 +91,7 @@ def run(counts: Counts, *, log: Callable[[str], None] = lambda message: None) ->
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     setup = time.perf_counter() - began
+    checkpoint(log, "the import")
     log(f"importing {rows:,} rows ({len(content) / 1e6:.1f} MB)")
     t0 = time.perf_counter()
     done = import_run(batch_id=batch.pk, progress=lambda n: log(f"  {n:,} rows") if n % 20_000 == 0 else None)

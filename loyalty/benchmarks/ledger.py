@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from loyalty import ledger
-from loyalty.benchmarks.base import Measurement, RawSQL, RowInsert, bulk_load, insert_select
+from loyalty.benchmarks.base import Measurement, RawSQL, RowInsert, bulk_load, checkpoint, insert_select
 from loyalty.ledger import Actor
 from loyalty.models import LedgerEntry, Member, PointAllocation, PointLot, PointsAccount, Program
 
@@ -193,18 +193,6 @@ class _LedgerBenchmark:
         began = time.perf_counter()
         fn(*args)
         return time.perf_counter() - began
-
-    def _checkpoint(self) -> None:
-        """Write out every dirty page before a timed expiry run. Otherwise whichever run comes
-        first pays for the load's (or the other run's) pages at the next checkpoint, and the
-        full-page images a checkpoint forces: seconds either way at a million lots."""
-        if not self.raw.postgres:
-            return
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("CHECKPOINT")
-        except DatabaseError as error:  # needs a superuser or pg_checkpoint: measure without it
-            self.log(f"no CHECKPOINT before the expiry runs ({error}); figures may vary more")
 
     # --- Data ------------------------------------------------------------------------
 
@@ -614,13 +602,14 @@ class _LedgerBenchmark:
         lots = self.counts.lots
         floor_now, our_now = self.start - timedelta(hours=24), self.start
         floor_counter = _Counter()
-        self._checkpoint()
+        # Before each run, so neither pays for the load's pages or the other run's.
+        checkpoint(self.log, "the expiry runs")
         floor_seconds = self._timed(self._floor_expire, floor_now, floor_counter)
         self.log(f"expire floor: {floor_counter.lots:,} lots in {floor_seconds:.2f} s")
         # The floor's updates leave dead rows; clear them so both runs meet the same table.
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE" if self.raw.postgres else "ANALYZE")
-        self._checkpoint()
+        checkpoint(self.log, "the expiry runs")
         counter = _Counter()
         began = time.perf_counter()
         with connection.execute_wrapper(counter):
