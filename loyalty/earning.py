@@ -297,18 +297,19 @@ def activity_calculate(
             lines.append(PromotionLine(promotion.pk, promotion.name, points))
     gross = base + boost + sum(line.points for line in lines)
     capped, note = 0, ""
-    (day, month) = _local_day_and_month(program, occurred_at)
-    for cap, (start, end), label in (
-        (rule.cap_per_day, day, "daily"),
-        (rule.cap_per_month, month, "monthly"),
-    ):
-        if cap is None:
-            continue
-        earned = (reads.earned_through if reads else _earned_through)(rule, member, start, end)
-        room = max(cap - earned, 0)
-        if gross - capped > room:
-            capped = gross - room
-            note = f"Limited by the {label} cap of {cap} points."
+    if rule.cap_per_day is not None or rule.cap_per_month is not None:
+        (day, month) = _local_day_and_month(program, occurred_at)
+        for cap, (start, end), label in (
+            (rule.cap_per_day, day, "daily"),
+            (rule.cap_per_month, month, "monthly"),
+        ):
+            if cap is None:
+                continue
+            earned = (reads.earned_through if reads else _earned_through)(rule, member, start, end)
+            room = max(cap - earned, 0)
+            if gross - capped > room:
+                capped = gross - room
+                note = f"Limited by the {label} cap of {cap} points."
     return Calculation(
         **common,
         base=base,
