@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from loyalty.models import Member
 from referrals.models import DeviceSighting, Referral, ReferralPolicy, ReferralSignal
 
 Kind = ReferralSignal.Kind
@@ -91,6 +93,39 @@ class Finding:
     kind: str
     weight: int
     reason: str
+
+
+# How far up the referrer's chain (who referred them, who referred that member...) a ring is looked
+# for: a longer one is too long a game to be worth playing, and the bound keeps the walk finite.
+RING_DEPTH = 10
+
+
+def _ring(referee, referrer) -> list[str] | None:
+    """The membership numbers from the referee down the referrals to the referrer, when the
+    referee is up the referrer's chain (who referred them, who referred that member...); None
+    when not. One query, two when there is a ring."""
+    table = Referral._meta.db_table
+    with connection.cursor() as cursor:
+        # A member is referred once at most (referee is one-to-one), so the chain is a path.
+        cursor.execute(
+            f"""
+            WITH RECURSIVE chain (member_id, depth) AS (
+                SELECT referrer_id, 1 FROM {table} WHERE referee_id = %s
+                UNION ALL
+                SELECT r.referrer_id, chain.depth + 1 FROM {table} r
+                JOIN chain ON r.referee_id = chain.member_id
+                WHERE chain.depth < %s
+            )
+            SELECT member_id FROM chain ORDER BY depth
+            """,
+            [referrer.pk, RING_DEPTH],
+        )
+        chain = [member_id for (member_id,) in cursor.fetchall()]
+    if referee.pk not in chain:
+        return None
+    path = [*reversed(chain[: chain.index(referee.pk) + 1]), referrer.pk]
+    numbers = dict(Member.objects.filter(pk__in=path).values_list("pk", "membership_number"))
+    return [numbers[pk] for pk in path]
 
 
 def _weight(policy: ReferralPolicy, kind: str) -> int:
@@ -182,8 +217,15 @@ def fraud_findings(
             f"(more than {policy.velocity_per_day} a day).",
         )
 
-    if Referral.objects.filter(referrer=referee, referee=referrer).exists():
+    ring = _ring(referee, referrer)
+    if ring is not None and len(ring) == 2:
         add(Kind.CIRCULAR, "The referee had referred the referrer: each referred the other.")
+    elif ring is not None:
+        add(
+            Kind.CIRCULAR,
+            f"The referee is up the referrer's own chain of referrals ({' → '.join(ring)}): "
+            "the referrals go round in a ring.",
+        )
 
     local_now = timezone.localtime(now, tz)
     month_start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

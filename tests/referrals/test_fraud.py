@@ -128,6 +128,23 @@ def test_a_circular_referral_is_a_signal(code_a, program_a, member_a, member_b, 
     assert set(_kinds(referral)) == {"circular"} and referral.status == Status.HELD
 
 
+def test_a_ring_of_referrals_is_a_signal_and_a_chain_is_not(code_a, program_a, member_a, agent_a):
+    # A referred B, B referred C; then C's code is given for A (by hand: A joined first).
+    b = join(program_a, code_a)
+    c = join(program_a, services.code_for_member(member=b).code)
+    d = join(program_a, services.code_for_member(member=c).code)  # a chain A -> B -> C -> D: no ring
+    assert "circular" not in _kinds(_qualify(d))
+
+    services.referral_attribute_by_agent(
+        referee=member_a, code=services.code_for_member(member=c).code, user=agent_a, reason="Asked"
+    )
+    referral = _qualify(member_a)
+    signal = _kinds(referral)["circular"]
+    path = " → ".join(m.membership_number for m in (member_a, b, c))
+    assert f"({path})" in signal.reason and "ring" in signal.reason
+    assert referral.status == Status.HELD and _paid(referral) == 0
+
+
 def test_the_monthly_cap_holds_the_referral_over_it(code_a, program_a, policy_a):
     ReferralPolicy.objects.filter(pk=policy_a.pk).update(cap_per_month=2)
     paid = [_qualify(join(program_a, code_a)) for _ in range(2)]
