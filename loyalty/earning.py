@@ -15,7 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidO
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -544,14 +544,16 @@ def _charge_budget(promotion_id: int, points: int, uses: int) -> None:
     )
 
 
-def _counted(account, code: str):
-    """The member's earns of `code` that count as qualifying actions for challenges and streaks.
+def _counted(account, code: str, *, account_ids=None):
+    """The member's earns of `code` that count as qualifying actions for challenges and streaks
+    (with `account_ids` instead of an account, those accounts' earns).
 
     A purchase returned in full no longer counts (its last return is marked
     `completes_purchase`); a partly returned one still does.
     """
     completed = PurchaseReturn.objects.filter(purchase=OuterRef("pk"), completes_purchase=True)
-    return LedgerEntry.objects.filter(account=account, kind=Kind.EARN, breakdown__activity=code).filter(
+    accounts = Q(account=account) if account_ids is None else Q(account_id__in=account_ids)
+    return LedgerEntry.objects.filter(accounts, kind=Kind.EARN, breakdown__activity=code).filter(
         ~Exists(completed)
     )
 
@@ -657,9 +659,10 @@ def _streak_completed(streak: Streak, account, code: str, at: datetime, program:
     return None
 
 
-def _bonuses_paid(account, key: str):
+def _bonuses_paid(account, key: str, *, where: Q | None = None):
     """Bonus entries paid under `key` (a bonus paid again after being withdrawn is `key#2`, ...),
-    each with `standing`: the points not yet reversed or flagged as a shortfall."""
+    each with `standing`: the points not yet reversed or flagged as a shortfall. `where` picks
+    other bonus entries instead (those of many accounts, say)."""
     reversed_ = (
         LedgerEntry.objects.filter(reverses=OuterRef("pk"))
         .order_by()
@@ -675,8 +678,12 @@ def _bonuses_paid(account, key: str):
         .values("total")
     )
     return (
-        LedgerEntry.objects.filter(account=account, kind=Kind.BONUS)
-        .filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}#"))
+        LedgerEntry.objects.filter(
+            where
+            if where is not None
+            else Q(account=account) & (Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}#")),
+            kind=Kind.BONUS,
+        )
         .annotate(
             standing=F("points")
             + F("pending_points")
@@ -1017,6 +1024,8 @@ class _Batch:
         self.gained: dict[int, int] = {}
         self.challenges = list(Challenge.objects.filter(program_id=self.program.pk, is_active=True))
         self.streaks = list(Streak.objects.filter(program_id=self.program.pk, is_active=True))
+        # Per challenge, loaded at first use: counted earns per account, members whose bonus stands.
+        self.challenge_counts: dict[int, tuple[dict[int, int], set[int]]] = {}
         members = [members[0] for members in self.members.values()]
         self.one_by_one = set()
         for _, answer in signals.activity_batch_members.send(sender=Activity, members=members):
@@ -1063,6 +1072,11 @@ class _Batch:
             self.reads.earn(
                 entry.breakdown["rule_id"], own, entry.occurred_at, entry.points + entry.pending_points
             )
+            self._count_for_challenges(own, activity.code, entry.occurred_at)
+            for bonus in result.bonuses:
+                key = bonus.entry.idempotency_key.split("#")[0].split(":")
+                if key[0] == "challenge" and int(key[1]) in self.challenge_counts:
+                    self.challenge_counts[int(key[1])][1].add(int(key[2]))
             if self.qualifying is not None:  # else it is read from the database, with these
                 gained = entry.points + entry.pending_points
                 gained += sum(bonus.entry.points + bonus.entry.pending_points for bonus in result.bonuses)
@@ -1103,10 +1117,11 @@ class _Batch:
                 member, key, activity.code, reference, occurred_at, calc, request, self.now
             )
         else:
-            if self._bonus_may_be_due(activity.code, occurred_at) or self._tier_may_rise(
+            if self._bonus_may_be_due(member, account, activity.code, occurred_at) or self._tier_may_rise(
                 member, account, calc.total, occurred_at
             ):
                 return None
+            self._count_for_challenges(account.pk, activity.code, occurred_at)
             planned.credit = ledger.Credit(
                 account_id=account.pk,
                 points=calc.total,
@@ -1122,12 +1137,53 @@ class _Batch:
         self.keys.add(key)
         return planned
 
-    def _bonus_may_be_due(self, code: str, at: datetime) -> bool:
-        """A challenge or streak runs for the activity (as `_running_challenges_and_streaks` finds)."""
-        return any(
-            challenge.activity_code == code and challenge.starts_at <= at < challenge.ends_at
-            for challenge in self.challenges
-        ) or any(streak.activity_code == code for streak in self.streaks)
+    def _bonus_may_be_due(self, member: Member, account, code: str, at: datetime) -> bool:
+        """Whether earning now could pay a bonus (`_challenge_and_streak_bonuses`): any streak of
+        the activity; a challenge running at `at` whose bonus does not stand for the member and
+        that this earning would bring to its count."""
+        if any(streak.activity_code == code for streak in self.streaks):
+            return True
+        for challenge in self._running_challenges(code, at):
+            counts, standing = self._challenge_counts(challenge)
+            if member.pk not in standing and counts.get(account.pk, 0) + 1 >= challenge.required_count:
+                return True
+        return False
+
+    def _running_challenges(self, code: str, at: datetime) -> list[Challenge]:
+        return [c for c in self.challenges if c.activity_code == code and c.starts_at <= at < c.ends_at]
+
+    def _challenge_counts(self, challenge: Challenge) -> tuple[dict[int, int], set[int]]:
+        """The challenge's counted earns per account of the chunk and the members whose bonus for
+        it stands, read once: at the first earning that could count for it, before which nothing
+        planned does (`_count_for_challenges` adds each one after)."""
+        if challenge.pk not in self.challenge_counts:
+            window = {"occurred_at__gte": challenge.starts_at, "occurred_at__lt": challenge.ends_at}
+            counts = dict(
+                _counted(None, challenge.activity_code, account_ids=list(self.accounts))
+                .filter(**window)
+                .order_by()
+                .values("account_id")
+                .annotate(n=Count("id"))
+                .values_list("account_id", "n")
+            )
+            prefix = f"challenge:{challenge.pk}:"
+            paid = _bonuses_paid(
+                None, "", where=Q(account_id__in=list(self.accounts), idempotency_key__startswith=prefix)
+            )
+            standing = {
+                int(bonus.idempotency_key.removeprefix(prefix).split("#")[0])
+                for bonus in paid
+                if bonus.standing > 0
+            }
+            self.challenge_counts[challenge.pk] = (counts, standing)
+        return self.challenge_counts[challenge.pk]
+
+    def _count_for_challenges(self, account_id: int, code: str, at: datetime) -> None:
+        """An earning planned or posted counts towards the loaded challenges it falls in."""
+        for challenge in self._running_challenges(code, at):
+            if challenge.pk in self.challenge_counts:
+                counts = self.challenge_counts[challenge.pk][0]
+                counts[account_id] = counts.get(account_id, 0) + 1
 
     def _tier_may_rise(self, member: Member, account, points: int, at: datetime) -> bool:
         """Whether `tiers.tier_upgrade_check` could upgrade the member after this earning.

@@ -72,6 +72,10 @@ def _twin(slug: str, start) -> tuple[Program, list[Member]]:
     ChallengeFactory(
         program=program, name="Three surveys", activity_code="survey", required_count=3, **window
     )
+    # Completed by members 0 to 3 part-way through the file; their later purchases post set-based.
+    ChallengeFactory(
+        program=program, name="Six purchases", activity_code="purchase", required_count=6, **window
+    )
     StreakFactory(program=program, name="Review streak", activity_code="review", length=3, bonus_points=50)
     WebhookEndpoint.objects.create(program=program, url="https://example.com/hook", events=["points_posted"])
     members = [
@@ -295,7 +299,7 @@ def test_an_import_posts_what_activity_post_posts_row_by_row(
         assert mine[part] == theirs[part], part
     # What the rows were meant to exercise did happen.
     bonuses = [entry[9].split(":")[0] for entry in mine["entries"] if entry[1] == "bonus"]
-    assert bonuses == ["challenge", "streak"]
+    assert sorted(bonuses) == ["challenge"] * 5 + ["streak"]  # three surveys once, six purchases 4 times
     assert {2, 4} <= {change[0] for change in mine["tier changes"]}
     assert mine["unpaid"] and mine["returns"]
     assert any("daily cap" in str(entry[12].get("note")) for entry in mine["entries"])
