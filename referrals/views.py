@@ -235,12 +235,25 @@ def referral_attribute_start(request):
     return redirect("referrals:attribute", number=member.membership_number)
 
 
+def _report_time_zone(program, user):
+    """Where the report's days are counted: the program's, or for all of the user's programs
+    their common time zone (the server's when they differ)."""
+    if program is not None:
+        return program.tz
+    return loyalty_selectors.staff_scope(user=user).time_zone or timezone.get_default_timezone()
+
+
 @require_GET
 @role_required(Role.AGENT)
 def referral_report(request):
     programs_qs = staff_programs(request.user).order_by("name")
     data = request.GET.copy()
-    for name, default in ReportForm.default_period().items():
+    # The default days end with today where the report counts its days (past midnight in Paris
+    # while still yesterday in UTC, a sign-up of the last hour is today's).
+    asked = data.get("program", "")
+    chosen = programs_qs.filter(pk=asked).first() if asked.isdigit() else None
+    today = timezone.localdate(timezone=_report_time_zone(chosen, request.user))
+    for name, default in ReportForm.default_period(today).items():
         data.setdefault(name, default.isoformat())
     form = ReportForm(data, programs=programs_qs)
     context = {"form": form}
@@ -248,8 +261,7 @@ def referral_report(request):
     if form.is_valid():
         data = form.cleaned_data
         programs = [data["program"]] if data["program"] else list(programs_qs)
-        scope = loyalty_selectors.staff_scope(user=request.user)
-        tz = data["program"].tz if data["program"] else scope.time_zone or timezone.get_default_timezone()
+        tz = _report_time_zone(data["program"], request.user)
         report = selectors.referral_report(programs=programs, first=data["start"], last=data["end"], tz=tz)
         table = FunnelTable(report.rows)
         RequestConfig(request, paginate=False).configure(table)

@@ -1,6 +1,6 @@
 """The share link, the member's page, the agent's queue, attribution screen and report."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -206,6 +206,20 @@ def test_the_report_shows_the_funnel_a_chart_and_top_referrers_and_exports(
     header, row = csv.strip().splitlines()[:2]
     assert header.startswith("Program,Clicks,Sign-ups") and row.startswith("Program A,2,3,2,1,1,1")
     assert row.endswith(",750")
+
+
+def test_the_default_period_ends_today_in_the_reports_time_zone(
+    code_a, program_a, login, agent_a, monkeypatch
+):
+    # 23:30 in UTC is already tomorrow in Paris, program A's time zone: the sign-up made now
+    # is on the report's last day, not after it.
+    late = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: late)
+    join(program_a, code_a)
+
+    body = login(agent_a).get(reverse("referrals:report")).content.decode()
+    assert 'value="2026-12-05"' in body  # the end field
+    assert "Nobody referred anyone" not in body and "Top referrers" in body
 
 
 def test_a_bad_report_period_is_a_form_error(login, agent_a, policy_a):
