@@ -103,9 +103,12 @@ class ReportPeriodForm(forms.Form):
     end = MonthField(label="To month")
 
     def __init__(self, data=None, *, user, today: date | None = None):
-        today = today or timezone.localdate()
         programs = staff_programs(user).order_by("name")
         first = programs.first()
+        # This month is the program's: past midnight on the 1st in its time zone, the new month.
+        asked = str((data or {}).get("program", ""))
+        chosen = (programs.filter(pk=asked).first() if asked.isdigit() else None) or first
+        today = today or timezone.localdate(timezone=chosen.tz if chosen else None)
         this_month = today.replace(day=1)
         start = _add_months(this_month, -11)
         merged = {

@@ -3,11 +3,13 @@ and a fixed number of queries whatever the data size."""
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from agents.supervisor.reports import REPORTS
 from loyalty import ledger
@@ -82,6 +84,17 @@ def test_defaults_to_the_users_first_program_and_the_last_twelve_months(login, s
     response = login(supervisor).get(url("points"))
     assert response.status_code == 200
     assert len(response.context["report"].rows) == 12
+
+
+def test_the_default_months_end_with_this_month_in_the_programs_time_zone(
+    login, supervisor, program_a, monkeypatch
+):
+    # 23:30 UTC on 31 December is already 1 January in Paris, program A's time zone.
+    late = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: late)
+    report = login(supervisor).get(url("points")).context["report"]
+    assert len(report.rows) == 12
+    assert report.rows[-1][0] == "Jan 2027" and report.rows[0][0] == "Feb 2026"
 
 
 def test_the_index_goes_to_the_first_report_keeping_the_query(login, supervisor):
