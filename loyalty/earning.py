@@ -660,10 +660,16 @@ def _streak_completed(streak: Streak, account, code: str, at: datetime, program:
     return None
 
 
-def _bonuses_paid(account, key: str, *, where: Q | None = None):
+def _bonuses_paid(account, key: str):
     """Bonus entries paid under `key` (a bonus paid again after being withdrawn is `key#2`, ...),
-    each with `standing`: the points not yet reversed or flagged as a shortfall. `where` picks
-    other bonus entries instead (those of many accounts, say)."""
+    each with `standing`: the points not yet reversed or flagged as a shortfall."""
+    return _bonus_entries(
+        Q(account=account) & (Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}#"))
+    )
+
+
+def _bonus_entries(where: Q):
+    """The bonus entries `where` picks, each with `standing` (see `_bonuses_paid`), in order."""
     reversed_ = (
         LedgerEntry.objects.filter(reverses=OuterRef("pk"))
         .order_by()
@@ -679,12 +685,7 @@ def _bonuses_paid(account, key: str, *, where: Q | None = None):
         .values("total")
     )
     return (
-        LedgerEntry.objects.filter(
-            where
-            if where is not None
-            else Q(account=account) & (Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}#")),
-            kind=Kind.BONUS,
-        )
+        LedgerEntry.objects.filter(where, kind=Kind.BONUS)
         .annotate(
             standing=F("points")
             + F("pending_points")
@@ -1165,9 +1166,7 @@ class _Batch:
                 .values_list("account_id", "n")
             )
             prefix = f"challenge:{challenge.pk}:"
-            paid = _bonuses_paid(
-                None, "", where=Q(account_id__in=list(self.accounts), idempotency_key__startswith=prefix)
-            )
+            paid = _bonus_entries(Q(account_id__in=list(self.accounts), idempotency_key__startswith=prefix))
             standing = {
                 int(bonus.idempotency_key.removeprefix(prefix).split("#")[0])
                 for bonus in paid
