@@ -11,25 +11,23 @@ from django.contrib.postgres import operations as postgres
 from django.db.migrations.operations import AddIndex, RemoveIndex
 
 
-class AddIndexConcurrently(postgres.AddIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+class _ConcurrentlyOnPostgres:
+    concurrent: type  # the operation run on PostgreSQL
+    plain: type  # the one run elsewhere
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+    def database_forwards(self, app_label, schema_editor, *states):
+        return self._for(schema_editor).database_forwards(self, app_label, schema_editor, *states)
+
+    def database_backwards(self, app_label, schema_editor, *states):
+        return self._for(schema_editor).database_backwards(self, app_label, schema_editor, *states)
+
+    def _for(self, schema_editor) -> type:
+        return self.concurrent if schema_editor.connection.vendor == "postgresql" else self.plain
 
 
-class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+class AddIndexConcurrently(_ConcurrentlyOnPostgres, postgres.AddIndexConcurrently):
+    concurrent, plain = postgres.AddIndexConcurrently, AddIndex
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+class RemoveIndexConcurrently(_ConcurrentlyOnPostgres, postgres.RemoveIndexConcurrently):
+    concurrent, plain = postgres.RemoveIndexConcurrently, RemoveIndex
