@@ -94,6 +94,13 @@ def staff_programs(user) -> QuerySet[Program]:
     return Program.objects.none()
 
 
+def program_asked(programs: QuerySet[Program], value) -> Program | None:
+    """The program of `programs` a query parameter names by id; None for anything else (the
+    form that validates the parameter reports what is wrong with it)."""
+    value = str(value or "")
+    return programs.filter(pk=value).first() if value.isdigit() else None
+
+
 def scope_to_staff(queryset: QuerySet, user, *, program_field: str = "program") -> QuerySet:
     """Narrow a queryset to rows of the user's programs."""
     if user_role(user) == Role.ADMIN:

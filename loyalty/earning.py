@@ -545,16 +545,19 @@ def _charge_budget(promotion_id: int, points: int, uses: int) -> None:
     )
 
 
-def _counted(account, code: str, *, account_ids=None):
-    """The member's earns of `code` that count as qualifying actions for challenges and streaks
-    (with `account_ids` instead of an account, those accounts' earns).
+def _counted(account, code: str):
+    """The member's earns of `code` that count as qualifying actions for challenges and streaks.
 
     A purchase returned in full no longer counts (its last return is marked
     `completes_purchase`); a partly returned one still does.
     """
+    return _counted_where(Q(account=account), code)
+
+
+def _counted_where(where: Q, code: str):
+    """`_counted` for the accounts `where` picks."""
     completed = PurchaseReturn.objects.filter(purchase=OuterRef("pk"), completes_purchase=True)
-    accounts = Q(account=account) if account_ids is None else Q(account_id__in=account_ids)
-    return LedgerEntry.objects.filter(accounts, kind=Kind.EARN, breakdown__activity=code).filter(
+    return LedgerEntry.objects.filter(where, kind=Kind.EARN, breakdown__activity=code).filter(
         ~Exists(completed)
     )
 
@@ -1158,7 +1161,7 @@ class _Batch:
         if challenge.pk not in self.challenge_counts:
             window = {"occurred_at__gte": challenge.starts_at, "occurred_at__lt": challenge.ends_at}
             counts = dict(
-                _counted(None, challenge.activity_code, account_ids=list(self.accounts))
+                _counted_where(Q(account_id__in=list(self.accounts)), challenge.activity_code)
                 .filter(**window)
                 .order_by()
                 .values("account_id")

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_tables2 import RequestConfig
 
 from loyalty import selectors as loyalty_selectors
-from loyalty.access import get_for_member_or_404, role_required, staff_programs
+from loyalty.access import get_for_member_or_404, program_asked, role_required, staff_programs
 from loyalty.charts import line_chart
 from loyalty.errors import ApplicationError
 from loyalty.models import Member
@@ -250,8 +250,7 @@ def referral_report(request):
     data = request.GET.copy()
     # The default days end with today where the report counts its days (past midnight in Paris
     # while still yesterday in UTC, a sign-up of the last hour is today's).
-    asked = data.get("program", "")
-    chosen = programs_qs.filter(pk=asked).first() if asked.isdigit() else None
+    chosen = program_asked(programs_qs, data.get("program"))
     today = timezone.localdate(timezone=_report_time_zone(chosen, request.user))
     for name, default in ReportForm.default_period(today).items():
         data.setdefault(name, default.isoformat())

@@ -8,7 +8,7 @@ from django import forms
 from django.utils import timezone
 
 from agents.supervisor.selectors import AuditFilters, visible_sources
-from loyalty.access import staff_programs
+from loyalty.access import program_asked, staff_programs
 from loyalty.models import Member
 
 CHANGE_TYPES = [("", "Any change"), ("+", "Created (+)"), ("~", "Changed (~)"), ("-", "Deleted (-)")]
@@ -106,8 +106,7 @@ class ReportPeriodForm(forms.Form):
         programs = staff_programs(user).order_by("name")
         first = programs.first()
         # This month is the program's: past midnight on the 1st in its time zone, the new month.
-        asked = str((data or {}).get("program", ""))
-        chosen = (programs.filter(pk=asked).first() if asked.isdigit() else None) or first
+        chosen = program_asked(programs, (data or {}).get("program")) or first
         today = today or timezone.localdate(timezone=chosen.tz if chosen else None)
         this_month = today.replace(day=1)
         start = _add_months(this_month, -11)
